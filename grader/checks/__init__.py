@@ -1,0 +1,27 @@
+"""Check kinds: pure functions `check(evidence, criterion) -> CriterionResult`, registered by name.
+
+Importing this package registers the built-in families (`models`, `files`).
+"""
+
+from grader.checks._registry import (
+    CheckSpec,
+    Criterion,
+    Params,
+    check_names,
+    get_check,
+    register_check,
+)
+from grader.checks._select import ModelSelector, model_kind
+from grader.checks import files as _files  # noqa: F401  (registers the built-in checks)
+from grader.checks import models as _models  # noqa: F401
+
+__all__ = [
+    "CheckSpec",
+    "Criterion",
+    "ModelSelector",
+    "Params",
+    "check_names",
+    "get_check",
+    "model_kind",
+    "register_check",
+]

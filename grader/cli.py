@@ -1,0 +1,221 @@
+"""`grade`: the command line. Parses arguments, calls `grader.grade`, prints, exits.
+
+    grade submissions/ --assignment hw10
+    grade checks
+    grade report reports/hw10/results.json --format html
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import TextIO
+
+from grader._version import __version__
+from grader.errors import ExitCode, GraderError
+
+EPILOG = """examples:
+  grade submissions/ --assignment hw10            grade the class, write reports/hw10/
+  grade submissions/alice --assignment hw10       grade one student's folder
+  grade subs/ --rubric my-course/hw10.yaml --hidden-tests /secure/fmnist --out out/
+  grade submissions/ --assignment hw10 --only alice bob -v
+  grade checks                                    list check kinds and their parameters
+  grade report reports/hw10/results.json --format html   re-render without regrading
+
+exit status: 0 every submission graded (whatever the scores); 1 a submission could not be
+graded, or --fail-under was missed; 3 internal error; 4 usage, rubric or data error; 130 Ctrl-C.
+"""
+
+
+def _grade_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grade", description="Grade ML homework: run the rubric over every submission.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", type=Path, help="folder of submissions (one sub-folder per student) or one student's folder")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("-a", "--assignment", help="assignment id: uses rubrics/<id>.yaml")
+    which.add_argument("--rubric", type=Path, help="a rubric file outside the rubrics/ folder")
+    p.add_argument("-o", "--out", type=Path, help="report folder (default: reports/<assignment>/)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="where models run (default auto)")
+    p.add_argument("--hidden-tests", type=Path, help="folder with the hidden test split (else $GRADER_HIDDEN_TESTS, hidden_tests/, ...)")
+    p.add_argument("--public-data", type=Path, help="folder with the public train split (default: found like the hidden set)")
+    p.add_argument("--only", nargs="+", metavar="STUDENT", help="grade only these students")
+    p.add_argument("--format", default="html,csv,json", help="comma-separated sinks (default html,csv,json)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per model (default 1800)")
+    p.add_argument("--no-cache", action="store_true", help="gather all evidence again instead of reusing it")
+    p.add_argument("--no-download", action="store_true", help="never download the data set")
+    p.add_argument("--fail-under", type=float, metavar="POINTS", help="exit 1 when any student scores below POINTS")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more detail in the summary")
+    p.add_argument("--traceback", action="store_true", help="show the traceback of an internal error")
+    p.add_argument("--version", action="version", version=f"grader {__version__}")
+    return p
+
+
+def _rubric_path(args: argparse.Namespace, root: Path) -> Path:
+    if args.rubric:
+        return args.rubric
+    candidate = root / "rubrics" / f"{args.assignment}.yaml"
+    if not candidate.exists():
+        known = sorted(p.stem for p in (root / "rubrics").glob("*.yaml"))
+        raise GraderError(f"no rubric for assignment {args.assignment!r} ({candidate} does not exist)",
+                          hint=f"known assignments: {', '.join(known) or 'none'}; or pass --rubric FILE")
+    return candidate
+
+
+def _progress(stderr: TextIO, quiet: bool):  # type: ignore[no-untyped-def]
+    if quiet or not stderr.isatty():
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.description}"), console=Console(file=stderr), transient=True)
+    task = progress.add_task("", total=None)
+
+    def update(event: str, student: str, done: int, total: int) -> None:
+        progress.update(task, total=total, completed=done, description=student if event == "start" else "")
+
+    return progress, update
+
+
+def _summary(outcome, out: TextIO, verbose: int) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    r = outcome.results
+    table = Table(title=f"{r.assignment}: {r.title}", title_justify="left")
+    table.add_column("student")
+    table.add_column("score", justify="right")
+    table.add_column("best acc.", justify="right")
+    for c in r.criteria:
+        table.add_column(c.id, justify="right")
+    table.add_column("flags")
+    for s in r.students:
+        acc = "–" if s.best_accuracy is None else f"{s.best_accuracy:.4f}"
+        table.add_row(s.student, f"{s.points:g}/{s.max_points:g}", acc, *(f"{c.points:g}" for c in s.criteria), ", ".join(s.flags))
+    console = Console(file=out, width=max(100, 20 + 11 * len(r.criteria)))
+    console.print(table)
+    if verbose:
+        for s in r.students:
+            for c in s.criteria:
+                console.print(f"  {s.student} {c.id}: {c.outcome} — {c.message}", markup=False, highlight=False)
+    print(f"graded {len(r.students)} submission(s) in {r.run.seconds:.1f} s "
+          f"({outcome.gathered} gathered, {outcome.cached} from cache); {r.run.sandbox_note}", file=out)
+    for path in outcome.written:
+        print(f"wrote {path}", file=out)
+
+
+def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
+    from grader.pipeline import grade
+    from grader.report import sink_names
+    from grader.rubric import load_rubric
+    from grader.settings import Settings, project_defaults
+
+    args = _grade_parser().parse_args(argv)
+    defaults = project_defaults(Path.cwd())
+    root = Path(defaults.get("project_root", Path.cwd()))  # type: ignore[arg-type]
+    rubric = load_rubric(_rubric_path(args, root))
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    unknown = [f for f in formats if f not in sink_names()]
+    if unknown:
+        raise GraderError(f"--format: unknown format {unknown[0]!r}", hint=f"known: {', '.join(sink_names())}")
+    if args.jobs < 1:
+        raise GraderError("--jobs must be at least 1")
+    settings = Settings(
+        out=args.out, jobs=args.jobs, device=args.device,
+        hidden_tests=args.hidden_tests or defaults.get("hidden_tests"),  # type: ignore[arg-type]
+        public_data=args.public_data or defaults.get("public_data"),  # type: ignore[arg-type]
+        only=tuple(args.only or ()), formats=formats, timeout_per_model=args.timeout, cache=not args.no_cache,
+        download=not args.no_download, project_root=root,
+    )
+    progress, update = _progress(stderr, args.quiet)
+    if progress is not None:
+        with progress:
+            outcome = grade(args.path, rubric, settings, progress=update)
+    else:
+        outcome = grade(args.path, rubric, settings)
+    _summary(outcome, stdout, args.verbose)
+    not_graded = [s.student for s in outcome.results.students if s.status != "gathered"]
+    if not_graded:
+        print(f"error: not graded: {', '.join(not_graded)} (see their report pages)", file=stderr)
+        return ExitCode.NOT_ALL_GRADED
+    if args.fail_under is not None:
+        low = [s.student for s in outcome.results.students if s.points < args.fail_under]
+        if low:
+            print(f"error: below --fail-under {args.fail_under:g}: {', '.join(low)}", file=stderr)
+            return ExitCode.NOT_ALL_GRADED
+    return ExitCode.OK
+
+
+def _cmd_checks(argv: list[str], stdout: TextIO) -> int:
+    from grader.checks import check_names, get_check
+
+    argparse.ArgumentParser(prog="grade checks", description="List the check kinds a rubric can use.").parse_args(argv)
+    for name in check_names():
+        spec = get_check(name)
+        print(f"{name}: {spec.help}", file=stdout)
+        for field, info in spec.params.model_fields.items():
+            kind = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
+            default = "required" if info.is_required() else f"default {info.default!r}"
+            desc = f" — {info.description}" if info.description else ""
+            print(f"    {field}: {kind} ({default}){desc}", file=stdout)
+    return ExitCode.OK
+
+
+def _cmd_report(argv: list[str], stdout: TextIO) -> int:
+    from pydantic import ValidationError
+
+    from grader.report import write_reports
+    from grader.results import Results
+
+    p = argparse.ArgumentParser(prog="grade report", description="Re-render reports from results.json without regrading.")
+    p.add_argument("results", type=Path)
+    p.add_argument("--format", default="html")
+    p.add_argument("-o", "--out", type=Path, help="default: the folder of results.json")
+    args = p.parse_args(argv)
+    try:
+        results = Results.model_validate_json(args.results.read_bytes())
+    except (OSError, ValidationError, ValueError) as exc:
+        raise GraderError(f"{args.results}: not a results.json this grader can read ({str(exc).splitlines()[0]})") from None
+    for path in write_reports(results, args.out or args.results.parent, [f.strip() for f in args.format.split(",")]):
+        print(f"wrote {path}", file=stdout)
+    return ExitCode.OK
+
+
+def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    show_tb = "--traceback" in argv
+    try:
+        if argv[:1] == ["checks"]:
+            return _cmd_checks(argv[1:], stdout)
+        if argv[:1] == ["report"]:
+            return _cmd_report(argv[1:], stdout)
+        return _cmd_grade(argv, stdout, stderr)
+    except GraderError as exc:
+        for line in exc.message.splitlines():
+            print(f"error: {line}", file=stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: evidence of every finished submission is cached; run the same command again to resume",
+              file=stderr)
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001
+        if show_tb:
+            traceback.print_exc(file=stderr)
+        print(f"error: internal error: {type(exc).__name__}: {exc}", file=stderr)
+        print("hint: run again with --traceback and report it", file=stderr)
+        return ExitCode.INTERNAL
+
+
+def entry() -> None:
+    sys.exit(main())

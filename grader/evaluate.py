@@ -1,0 +1,170 @@
+"""Model evaluation, as it runs inside the worker process (never in the grader's own process).
+
+The worker receives unlabelled hidden-test images and a labelled sample of the PUBLIC train split.
+It loads each model, picks the input preprocessing on the public sample, predicts the hidden
+images and writes the raw outputs to `.npy` files. Scoring against hidden labels happens in the
+parent (`grader.metrics`), so no label of the hidden set ever reaches this process.
+
+Loaders, tried in order, never running student code (models with Lambda layers or custom objects
+are not sent here at all; see grader.gather):
+- Keras 3 with ``safe_mode=True``;
+- tf_keras (Keras 2.x) for files saved by Keras 2 that Keras 3 misreads, e.g. a Sequential with a
+  nested VGG16 (Keras 3 fails with "'list' object has no attribute 'shape'").
+A file saved by Keras 2 is tried with tf_keras first, since that is the library that wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grader import adapt
+from grader._frozen import Frozen
+
+
+class WorkerModel(Frozen):
+    index: int
+    path: str  # absolute path of the model file (read-only input)
+    keras_version: str | None = None
+
+
+class WorkerRequest(Frozen):
+    """What the worker gets. There is deliberately no field for hidden-test labels."""
+
+    models: tuple[WorkerModel, ...]
+    hidden_images: str  # .npy, uint8 (n, 28, 28), no labels
+    public_images: str  # .npy, uint8 (m, 28, 28), from the PUBLIC train split
+    public_labels: str  # .npy, uint8 (m,), labels of that PUBLIC sample
+    stats_mean: float
+    stats_std: float
+    out_dir: str
+    batch_size: int = 256
+
+
+class WorkerModelResult(Frozen):
+    index: int
+    ok: bool
+    loader: str | None = None
+    input_shape: tuple[int | None, ...] | None = None
+    output_shape: tuple[int | None, ...] | None = None
+    candidate: str | None = None
+    candidates: dict[str, float] = {}
+    description: str | None = None
+    predictions: str | None = None  # file name in out_dir
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    text = text.replace("\x1b[1m", "").replace("\x1b[0m", "")
+    return f"{type(exc).__name__}: {text[:400]}"
+
+
+def _load(path: str, keras_version: str | None) -> tuple[Any, str, list[str]]:
+    """Load a model without running student code; returns (model, loader description, warnings)."""
+    errors: list[str] = []
+    order = ["tf_keras", "keras"] if (keras_version or "").startswith("2.") else ["keras", "tf_keras"]
+    if path.endswith(".keras") and order[0] == "tf_keras":
+        order = ["keras", "tf_keras"]
+    for name in order:
+        try:
+            if name == "keras":
+                import keras
+
+                model = keras.models.load_model(path, compile=False, safe_mode=True)
+                return model, f"keras {keras.__version__} (safe mode)", errors
+            import tf_keras
+
+            model = tf_keras.models.load_model(path, compile=False)
+            return model, f"tf_keras {tf_keras.__version__} (Keras 2 loader)", errors
+        except Exception as exc:  # noqa: BLE001 - every loader failure is reported, then the next is tried
+            errors.append(f"{name}: {_short(exc)}")
+    raise RuntimeError("no loader could read the model: " + " | ".join(errors))
+
+
+def _shape(value: Any) -> tuple[int | None, ...]:
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise adapt.AdaptError(f"the model has {len(value)} inputs; the grader feeds one image input")
+        value = value[0]
+    return tuple(None if d is None else int(d) for d in value)
+
+
+def _predict(model: Any, images: np.ndarray, input_shape: tuple[int | None, ...], cand: adapt.Candidate,
+             stats: adapt.Stats, batch_size: int) -> np.ndarray:
+    """Predict in chunks so that large inputs (224×224×3) never exist for the whole set at once."""
+    outputs = []
+    chunk = max(batch_size, 1) * 4
+    for start in range(0, len(images), chunk):
+        x = adapt.adapt(images[start : start + chunk], input_shape, cand, stats)
+        y = model.predict(x, batch_size=batch_size, verbose=0)
+        if isinstance(y, (list, tuple)):
+            y = y[0]
+        outputs.append(np.asarray(y, dtype=np.float32).reshape(len(x), -1))
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, public_y: np.ndarray,
+                 stats: adapt.Stats, out_dir: Path, batch_size: int) -> WorkerModelResult:
+    start = time.perf_counter()
+    warnings: list[str] = []
+    try:
+        model, loader, load_errors = _load(item.path, item.keras_version)
+        if load_errors:
+            warnings.append("first loader failed, another one read the file: " + "; ".join(load_errors))
+        input_shape = _shape(model.input_shape)
+        output_shape = _shape(model.output_shape)
+        scores: dict[str, float] = {}
+        for cand in adapt.candidates(input_shape):
+            probs = _predict(model, public_x, input_shape, cand, stats, batch_size)
+            scores[cand.key] = float(np.mean(np.argmax(probs, axis=1) == public_y)) if probs.size else 0.0
+        key = adapt.choose(scores)
+        cand = next(c for c in adapt.candidates(input_shape) if c.key == key)
+        probs = _predict(model, hidden, input_shape, cand, stats, batch_size)
+        name = f"predictions-{item.index}.npy"
+        np.save(out_dir / name, probs, allow_pickle=False)
+        return WorkerModelResult(
+            index=item.index, ok=True, loader=loader, input_shape=input_shape, output_shape=output_shape,
+            candidate=key, candidates=scores, description=adapt.describe(cand, input_shape), predictions=name,
+            warnings=tuple(warnings), seconds=time.perf_counter() - start,
+        )
+    except Exception as exc:  # noqa: BLE001 - a broken model is a result, not a crash of the batch
+        return WorkerModelResult(index=item.index, ok=False, error=_short(exc), warnings=tuple(warnings),
+                                 seconds=time.perf_counter() - start)
+
+
+def run(request: WorkerRequest) -> None:
+    out_dir = Path(request.out_dir)
+    hidden = np.load(request.hidden_images, allow_pickle=False)
+    public_x = np.load(request.public_images, allow_pickle=False)
+    public_y = np.load(request.public_labels, allow_pickle=False)
+    stats = adapt.Stats(request.stats_mean, request.stats_std)
+    for item in request.models:
+        result = evaluate_one(item, hidden, public_x, public_y, stats, out_dir, request.batch_size)
+        tmp = out_dir / f"result-{item.index}.json.tmp"
+        tmp.write_text(result.model_dump_json())
+        tmp.replace(out_dir / f"result-{item.index}.json")
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        request = WorkerRequest.model_validate_json(Path(argv[1]).read_text())
+        run(request)
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

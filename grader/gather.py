@@ -1,0 +1,217 @@
+"""Gathering the evidence of one submission: files, static architecture, notebooks, Kaggle lists,
+and measured scores of every model that can be loaded without running student code.
+
+The worker process (`grader.sandbox.run_worker`) sees `PublicInputs` only: hidden images without
+labels and a labelled sample of the PUBLIC train split. Hidden labels live in `Scorer`, which is
+used here, in the grader's process, after the worker has returned its raw outputs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from grader import metrics as _metrics
+from grader._version import __version__
+from grader.adapt import Stats
+from grader.discover import SubmissionFile, Submission, extract_models, file_sha256, list_files
+from grader.evaluate import WorkerModel, WorkerModelResult, WorkerRequest
+from grader.evidence import (
+    AppCall,
+    Architecture,
+    Evidence,
+    KaggleEvidence,
+    ModelEvidence,
+    NotebookEvidence,
+    Preprocessing,
+)
+from grader.inspect import InspectError, inspect_model_file
+from grader.kaggle import looks_like_kaggle, read_kaggle
+from grader.notebooks import read_notebook
+from grader.pretrained import decide_pretrained
+from grader.sandbox import run_worker
+
+MAX_PREDICTION_BYTES = 512 * 1024**2
+
+
+@dataclass(frozen=True)
+class PublicInputs:
+    """Everything a worker may read. Built from the hidden IMAGES and the PUBLIC train split."""
+
+    hidden_images: Path
+    public_images: Path
+    public_labels: Path
+    stats: Stats
+    dataset: str
+    hidden_sha256: str
+    hidden_count: int
+    public_count: int
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """The hidden labels. Stays in the grader's process; turns raw outputs into Metrics."""
+
+    labels: np.ndarray = field(repr=False)
+    class_names: tuple[str, ...]
+
+    def score(self, outputs: np.ndarray) -> tuple[_metrics.Metrics, str | None]:
+        note = _metrics.check_outputs(outputs, len(self.labels), len(self.class_names))
+        return _metrics.score(outputs, self.labels, self.class_names), note
+
+
+@dataclass(frozen=True)
+class GatherOptions:
+    scratch_root: Path | None = None
+    device: str = "cpu"
+    timeout_per_model: float = 1800.0
+    batch_size: int = 256
+    reference_weights: Path | None = None  # folder with official application weights (e.g. VGG16 notop)
+    cancel: threading.Event | None = None  # set by the caller on Ctrl-C: running workers are killed
+
+
+def _reference_for(arch: Architecture, folder: Path | None) -> Path | None:
+    if folder is None or not arch.bases or not folder.is_dir():
+        return None
+    name = arch.bases[0].name.replace("_", "")
+    for candidate in sorted(folder.glob("*.h5")):
+        if candidate.name.lower().replace("_", "").startswith(name):
+            return candidate
+    return None
+
+
+def _inspect(f: SubmissionFile, calls: tuple[AppCall, ...], options: GatherOptions) -> ModelEvidence:
+    sha = file_sha256(f.real)
+    try:
+        arch = inspect_model_file(f.real)
+    except InspectError as exc:
+        return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="error", error=str(exc))
+    pretrained = decide_pretrained(arch, notebook_calls=calls, reference_weights=_reference_for(arch, options.reference_weights),
+                                   model_path=f.real)
+    if arch.code_layers:
+        return ModelEvidence(
+            path=f.label, size_bytes=f.size, sha256=sha, status="needs_sandbox", architecture=arch, pretrained=pretrained,
+            error=f"the model contains layers that carry code ({', '.join(arch.code_layers)}); loading it runs that "
+                  "code, so it is only inspected, not evaluated, until the grader's sandbox is in place",
+        )
+    return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="inspected", architecture=arch, pretrained=pretrained)
+
+
+def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: PublicInputs, scorer: Scorer,
+              options: GatherOptions, scratch: Path) -> tuple[dict[int, ModelEvidence], list[str]]:
+    """Run the worker on the loadable models; a worker that dies costs only the model it was on."""
+    done: dict[int, ModelEvidence] = {}
+    problems: list[str] = []
+    pending = list(range(len(models)))
+    attempt = 0
+    while pending:
+        attempt += 1
+        out = scratch / f"run{attempt}"
+        out.mkdir(parents=True)
+        request = WorkerRequest(
+            models=tuple(WorkerModel(index=i, path=str(models[i][1].real),
+                                     keras_version=(models[i][0].architecture.keras_version if models[i][0].architecture else None))
+                         for i in pending),
+            hidden_images=str(inputs.hidden_images), public_images=str(inputs.public_images),
+            public_labels=str(inputs.public_labels), stats_mean=inputs.stats.mean, stats_std=inputs.stats.std,
+            out_dir=str(out), batch_size=options.batch_size,
+        )
+        outcome = run_worker(request, out, timeout=options.timeout_per_model * len(pending), device=options.device,
+                             cancel=options.cancel)
+        finished = []
+        for i in pending:
+            result_file = out / f"result-{i}.json"
+            if result_file.exists():
+                result = WorkerModelResult.model_validate_json(result_file.read_bytes())
+                done[i] = _with_result(models[i][0], result, out, scorer, inputs.public_count)
+                finished.append(i)
+        rest = [i for i in pending if i not in finished]
+        if not rest:
+            break
+        culprit = rest[0]
+        if outcome.timed_out:
+            why = f"evaluation did not finish within {options.timeout_per_model * len(pending):.0f} s"
+        elif outcome.returncode and outcome.returncode < 0:
+            why = f"the worker was killed by signal {-outcome.returncode} while loading or predicting this model"
+        else:
+            why = f"the worker stopped (exit {outcome.returncode}) while on this model"
+        tail = outcome.log_tail.strip().splitlines()[-3:]
+        done[culprit] = models[culprit][0].model_copy(update={"status": "error", "error": why + (": " + " | ".join(tail) if tail else "")})
+        problems.append(f"{models[culprit][0].path}: {why}")
+        pending = rest[1:]
+    return done, problems
+
+
+def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path, scorer: Scorer, sample: int) -> ModelEvidence:
+    update: dict[str, object] = {"seconds": round(result.seconds, 3), "warnings": model.warnings + result.warnings}
+    if not result.ok or result.predictions is None:
+        return model.model_copy(update={**update, "status": "error", "error": f"could not be evaluated: {result.error}"})
+    path = out / Path(result.predictions).name
+    try:
+        if path.stat().st_size > MAX_PREDICTION_BYTES:
+            raise ValueError("prediction file too large")
+        outputs = np.load(path, allow_pickle=False)
+        if outputs.dtype.kind != "f":
+            raise ValueError(f"predictions have dtype {outputs.dtype}")
+        metrics, note = scorer.score(outputs.astype(np.float32, copy=False))
+    except (ValueError, OSError) as exc:
+        return model.model_copy(update={**update, "status": "error", "loader": result.loader, "error": str(exc)})
+    assert result.input_shape is not None and result.candidate is not None
+    geometry, scale = result.candidate.split("/", 1)
+    prep = Preprocessing(scale=scale, geometry=geometry, input_shape=result.input_shape, description=result.description or "",
+                         candidates=result.candidates, public_sample_size=sample)
+    return model.model_copy(update={**update, "status": "evaluated", "loader": result.loader, "metrics": metrics,
+                                    "preprocessing": prep, "output_note": note})
+
+
+def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options: GatherOptions, content_hash: str = "") -> Evidence:
+    """All evidence about one submission. Never raises for a bad submission: failures are evidence."""
+    start = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix=f"grader-{submission.student[:20]}-", dir=options.scratch_root))
+    errors: list[str] = []
+    try:
+        files, warnings = list_files(submission)
+        errors += warnings
+        expanded: list[SubmissionFile] = []
+        for f in files:
+            if f.kind == "archive":
+                members, zip_warnings = extract_models(f, scratch / "unzipped" / f"{len(expanded):03d}")
+                expanded += members
+                errors += zip_warnings
+        every = files + expanded
+        notebooks: list[NotebookEvidence] = [read_notebook(f.real, f.label) for f in every if f.kind == "notebook"]
+        calls = tuple(c for nb in notebooks for c in nb.app_calls)
+        kaggle: KaggleEvidence | None = None
+        for f in every:
+            if f.kind == "csv" and looks_like_kaggle(f.real):
+                kaggle = read_kaggle(f.real, f.label)
+                break
+        model_files = [f for f in every if f.kind == "model"]
+        inspected = [(_inspect(f, calls, options), f) for f in model_files]
+        loadable = [(m, f) for m, f in inspected if m.status == "inspected"]
+        evaluated, problems = _evaluate(loadable, inputs, scorer, options, scratch / "work") if loadable else ({}, [])
+        errors += problems
+        by_label = {loadable[i][0].path: m for i, m in evaluated.items()}
+        models = tuple(by_label.get(m.path, m) for m, _ in inspected)
+        if not model_files:
+            errors.append("no model file (.h5, .hdf5, .keras, or inside a .zip) in the submission")
+        return Evidence(
+            student=submission.student, status="gathered", files=tuple(f.info() for f in every), models=models,
+            notebooks=tuple(notebooks), kaggle=kaggle, errors=tuple(errors), dataset=inputs.dataset,
+            content_hash=content_hash, grader_version=__version__, sandboxed=False,
+            seconds=round(time.perf_counter() - start, 3),
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the class
+        return Evidence(student=submission.student, status="failed", errors=tuple(errors) + (f"grader error: {type(exc).__name__}: {exc}",),
+                        dataset=inputs.dataset, content_hash=content_hash, grader_version=__version__,
+                        seconds=round(time.perf_counter() - start, 3))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,76 @@
+"""Judging: evidence + rubric -> Results. Pure: no I/O, no clock, no randomness."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from grader.checks import Criterion, get_check
+from grader.evidence import Evidence
+from grader.results import CriterionResult, CriterionSummary, Results, RunInfo, StudentResult
+from grader.rubric import Rubric
+
+_STATUS_WORDS = {
+    "failed": "the grader could not gather evidence from your submission",
+    "timeout": "grading your submission took longer than the time limit",
+    "limit": "your submission hit a resource limit while being graded",
+}
+
+
+def judge_criterion(evidence: Evidence, criterion: Criterion) -> CriterionResult:
+    if evidence.status != "gathered":
+        reason = _STATUS_WORDS.get(evidence.status, evidence.status)
+        last = evidence.errors[-1] if evidence.errors else ""
+        return criterion.errored(f"Not graded: {reason}.", last)
+    spec = get_check(criterion.check)
+    try:
+        return spec(evidence, criterion)
+    except Exception as exc:  # noqa: BLE001 - a bug in one check must not lose the class
+        return criterion.errored(
+            "The grader failed on this criterion; your teacher has the details.",
+            f"internal error in check {criterion.check!r}: {type(exc).__name__}: {exc}",
+        )
+
+
+def _flags(evidence: Evidence) -> tuple[str, ...]:
+    flags = []
+    if evidence.status != "gathered":
+        flags.append(f"not graded ({evidence.status})")
+    if not evidence.models:
+        flags.append("no model")
+    broken = sum(1 for m in evidence.models if m.status == "error")
+    if broken:
+        flags.append(f"{broken} model(s) unreadable")
+    code = sum(1 for m in evidence.models if m.status == "needs_sandbox")
+    if code:
+        flags.append(f"{code} model(s) carry code")
+    return tuple(flags)
+
+
+def judge_student(rubric: Rubric, evidence: Evidence) -> StudentResult:
+    results = tuple(judge_criterion(evidence, c) for c in rubric.criteria)
+    accuracies = [m.metrics.accuracy for m in evidence.models if m.metrics is not None]
+    return StudentResult(
+        student=evidence.student,
+        status=evidence.status,
+        points=round(sum(r.points for r in results), 4),
+        max_points=rubric.max_points,
+        criteria=results,
+        best_accuracy=max(accuracies) if accuracies else None,
+        flags=_flags(evidence),
+        evidence=evidence,
+    )
+
+
+def judge(rubric: Rubric, evidences: Iterable[Evidence], *, run: RunInfo, assignment_text: str = "") -> Results:
+    """Score every student on every criterion of `rubric`."""
+    students = tuple(judge_student(rubric, e) for e in sorted(evidences, key=lambda e: e.student))
+    return Results(
+        assignment=rubric.assignment,
+        title=rubric.title,
+        max_points=rubric.max_points,
+        criteria=tuple(CriterionSummary(id=c.id, title=c.title, check=c.check, max_points=c.points, description=c.description)
+                       for c in rubric.criteria),
+        students=students,
+        run=run,
+        assignment_text=assignment_text,
+    )

@@ -1,0 +1,176 @@
+"""`grade(...)`: rubric + submissions + hidden test set -> Results -> report files.
+
+    rubric ─┐
+    submissions/ ─> discover ─> gather (worker per submission) ─> judge ─> Results ─> sinks
+    hidden set ───┘ (images to workers, labels to the Scorer)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from grader import datasets
+from grader._version import __version__
+from grader.adapt import Stats
+from grader.cache import EvidenceCache, cache_key
+from grader.discover import Submission, content_hash, discover, list_files
+from grader.errors import GraderError
+from grader.evidence import Evidence
+from grader.gather import GatherOptions, PublicInputs, Scorer, gather
+from grader.judge import judge
+from grader.report import write_reports
+from grader.results import Results, RunInfo
+from grader.rubric import Rubric
+from grader.sandbox import SANDBOX_NOTE
+from grader.settings import Settings
+
+Progress = Callable[[str, str, int, int], None]  # (event, student, done, total)
+
+
+@dataclass(frozen=True)
+class GradeOutcome:
+    results: Results
+    written: list[Path]
+    cached: int
+    gathered: int
+
+
+def _device(requested: str) -> str:
+    if requested == "cpu":
+        return "cpu"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    has_gpu = Path("/dev/nvidia0").exists() and visible != "-1"
+    if requested == "gpu" and not has_gpu:
+        raise GraderError("--device gpu: no GPU is visible on this machine", hint="use --device auto or cpu")
+    return "gpu" if has_gpu else "cpu"
+
+
+def _public_sample(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed, class-balanced sample of the PUBLIC train split (same sample on every run)."""
+    rng = np.random.default_rng(20240601)
+    classes = np.unique(labels)
+    per_class = max(1, size // len(classes))
+    picks = np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in classes])
+    picks.sort()
+    return images[picks], labels[picks]
+
+
+def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[PublicInputs, Scorer, datasets.SplitFiles]:
+    """Resolve and load the hidden split and the public split; write what workers may read."""
+    spec = datasets.get_dataset(rubric.dataset)
+    common = dict(env=os.environ, project_root=settings.project_root, download=settings.download)
+    hidden_files = datasets.resolve_split(spec, "test", explicit_dir=settings.hidden_tests, **common)
+    public_files = datasets.resolve_split(spec, "train", explicit_dir=settings.public_data or settings.hidden_tests, **common)
+    hidden_x, hidden_y = datasets.load_split(hidden_files)
+    public_x, public_y = datasets.load_split(public_files)
+    sample_x, sample_y = _public_sample(public_x, public_y, settings.public_sample)
+    scaled = public_x.astype(np.float32) / 255.0
+    stats = Stats(mean=float(scaled.mean()), std=float(scaled.std()))
+    scratch.mkdir(parents=True, exist_ok=True)
+    paths = {name: scratch / f"{name}.npy" for name in ("hidden_images", "public_images", "public_labels")}
+    np.save(paths["hidden_images"], hidden_x, allow_pickle=False)
+    np.save(paths["public_images"], sample_x, allow_pickle=False)
+    np.save(paths["public_labels"], sample_y, allow_pickle=False)
+    inputs = PublicInputs(
+        hidden_images=paths["hidden_images"], public_images=paths["public_images"], public_labels=paths["public_labels"],
+        stats=stats, dataset=rubric.dataset, hidden_sha256=hidden_files.sha256, hidden_count=len(hidden_x),
+        public_count=len(sample_x),
+    )
+    return inputs, Scorer(labels=hidden_y, class_names=tuple(spec.class_names)), hidden_files
+
+
+def _assignment_text(rubric: Rubric, settings: Settings) -> str:
+    for folder in (Path(rubric.path).resolve().parent.parent, settings.project_root):
+        readme = folder / "assignments" / rubric.assignment / "README.md"
+        if readme.is_file():
+            return readme.read_text(encoding="utf-8")[:20000]
+    return ""
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".grader-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise GraderError(f"cannot write reports to {out}: {exc.strerror or exc}", hint="pass --out DIR with a folder you can write") from None
+
+
+def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progress | None = None) -> GradeOutcome:
+    """Grade every submission under `path` with `rubric`; write the reports; return the results."""
+    started = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    t0 = time.perf_counter()
+    out = settings.out or Path("reports") / rubric.assignment
+    _check_writable(out)
+    submissions = discover(path, list(settings.only) or None)
+    if not submissions:
+        raise GraderError(f"{path}: no submissions found", hint="the folder should hold one sub-folder per student")
+    device = _device(settings.device)
+    scratch = Path(tempfile.mkdtemp(prefix="grader-run-"))
+    notify = progress or (lambda *args: None)
+    try:
+        inputs, scorer, hidden_files = prepare_inputs(rubric, settings, scratch / "inputs")
+        cache = EvidenceCache(out / ".evidence" if settings.cache else None)
+        cancel = threading.Event()
+        options = GatherOptions(cancel=cancel, scratch_root=scratch, device=device, timeout_per_model=settings.timeout_per_model,
+                                batch_size=settings.batch_size,
+                                reference_weights=_reference_dir(settings, hidden_files.directory))
+        settings_key = f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}"
+        evidences: list[Evidence] = []
+        counts = {"cached": 0, "gathered": 0}
+
+        def one(sub: Submission) -> Evidence:
+            files, _ = list_files(sub)
+            digest = content_hash(files)
+            key = cache_key(digest, settings_key)
+            hit = cache.get(sub.student, key)
+            if hit is not None:
+                counts["cached"] += 1
+                return hit
+            notify("start", sub.student, len(evidences), len(submissions))
+            evidence = gather(sub, inputs, scorer, options, content_hash=digest)
+            cache.put(sub.student, key, evidence)
+            counts["gathered"] += 1
+            return evidence
+
+        pool = ThreadPoolExecutor(max_workers=settings.jobs)
+        try:
+            futures = {pool.submit(one, sub): sub for sub in submissions}
+            for future in as_completed(futures):
+                evidences.append(future.result())
+                notify("done", futures[future].student, len(evidences), len(submissions))
+        except BaseException:
+            cancel.set()  # running workers are killed; finished evidence is already in the cache
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        run = RunInfo(
+            grader_version=__version__, started=started, rubric_path=rubric.path, dataset=rubric.dataset,
+            hidden_source=f"{hidden_files.source}: {hidden_files.directory}", hidden_sha256=inputs.hidden_sha256,
+            hidden_size=inputs.hidden_count, device=device, sandboxed=False, sandbox_note=SANDBOX_NOTE,
+            seconds=round(time.perf_counter() - t0, 2),
+        )
+        results = judge(rubric, evidences, run=run, assignment_text=_assignment_text(rubric, settings))
+        written = write_reports(results, out, settings.formats)
+        return GradeOutcome(results=results, written=written, cached=counts["cached"], gathered=counts["gathered"])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _reference_dir(settings: Settings, hidden_dir: Path) -> Path | None:
+    for candidate in (hidden_dir.parent / "reference-weights", settings.project_root / "hidden_tests" / "reference-weights"):
+        if candidate.is_dir():
+            return candidate
+    return None

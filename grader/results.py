@@ -1,0 +1,74 @@
+"""Results: the judged outcome of a whole grading run. Every sink reads this, none changes it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from grader._frozen import Frozen
+from grader.evidence import Evidence
+
+Outcome = Literal["pass", "partial", "fail", "error", "skipped"]
+OUTCOMES: tuple[Outcome, ...] = ("pass", "partial", "fail", "error", "skipped")
+
+
+class CriterionResult(Frozen):
+    """One criterion judged for one student.
+
+    `message` is written for the student (what happened, what to do next); `detail` is for the
+    teacher (the numbers behind the decision).
+    """
+
+    id: str
+    title: str
+    outcome: Outcome
+    points: float
+    max_points: float
+    message: str
+    detail: str = ""
+
+
+class StudentResult(Frozen):
+    student: str
+    status: str  # the evidence status: gathered / failed / timeout / limit
+    points: float
+    max_points: float
+    criteria: tuple[CriterionResult, ...]
+    best_accuracy: float | None = None
+    flags: tuple[str, ...] = ()
+    evidence: Evidence
+
+
+class CriterionSummary(Frozen):
+    """A rubric criterion as the reports show it (title, points, the check that judges it)."""
+
+    id: str
+    title: str
+    check: str
+    max_points: float
+    description: str = ""
+
+
+class RunInfo(Frozen):
+    """Facts about the run that produced the results, shown in every report."""
+
+    grader_version: str
+    started: str  # ISO 8601, given to `judge` by the caller so that judging stays pure
+    rubric_path: str
+    dataset: str
+    hidden_source: str = ""
+    hidden_sha256: str = ""
+    hidden_size: int = 0
+    device: str = "cpu"
+    sandboxed: bool = False
+    sandbox_note: str = ""
+    seconds: float = 0.0
+
+
+class Results(Frozen):
+    assignment: str
+    title: str
+    max_points: float
+    criteria: tuple[CriterionSummary, ...]
+    students: tuple[StudentResult, ...]
+    run: RunInfo
+    assignment_text: str = ""

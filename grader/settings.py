@@ -1,0 +1,53 @@
+"""Settings of a grading run: the CLI's defaults live here, once."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    """Everything `grader.grade` needs besides the submissions and the rubric."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    out: Path | None = None  # default: reports/<assignment>/
+    jobs: int = Field(default=1, ge=1)
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    hidden_tests: Path | None = None
+    public_data: Path | None = None  # where the PUBLIC train split is; default: found like the hidden set
+    only: tuple[str, ...] = ()
+    formats: tuple[str, ...] = ("html", "csv", "json")
+    public_sample: int = Field(default=1000, ge=10)
+    timeout_per_model: float = Field(default=1800.0, gt=0)
+    batch_size: int = Field(default=256, ge=1)
+    cache: bool = True
+    download: bool = True
+    project_root: Path = Path(".")
+
+
+def project_defaults(start: Path) -> dict[str, object]:
+    """`[tool.grader]` from the nearest pyproject.toml at or above `start` (paths made absolute).
+
+    This is how a course repository (or this project's development checkout) says where its data
+    is without a path in library code: e.g. ``hidden_tests = "../shared/data/fashion-mnist"``.
+    """
+    for folder in [start.resolve(), *start.resolve().parents]:
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                table = tomllib.loads(candidate.read_text()).get("tool", {}).get("grader", {})
+            except (tomllib.TOMLDecodeError, OSError):
+                return {}
+            out: dict[str, object] = {"project_root": folder}
+            for key in ("hidden_tests", "public_data"):
+                if key in table and not os.environ.get("GRADER_HIDDEN_TESTS"):
+                    path = (folder / str(table[key])).resolve()
+                    if path.is_dir():  # a development default that is absent here is skipped
+                        out[key] = path
+            return out
+    return {}

@@ -1,0 +1,139 @@
+"""End to end on real models and the real hidden test split: a class with good, broken and empty
+submissions is graded, reported, cached and re-judged."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader.cli import main
+from grader.evaluate import WorkerRequest
+from grader.pipeline import grade
+from grader.rubric import load_rubric, parse_rubric
+from grader.settings import Settings
+from tests._class import keras2_mlp, keras3_cnn, keras3_lambda, read_idx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def klass(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("class")
+    for name in ("good", "k2", "broken", "empty", "lambda"):
+        (root / name).mkdir()
+    keras3_cnn(fmnist_dir, root / "good" / "cnn.keras")
+    (root / "good" / "hw10.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    keras2_mlp(fmnist_dir, root / "k2" / "mlp.h5")
+    (root / "broken" / "model.h5").write_bytes((root / "k2" / "mlp.h5").read_bytes()[:5000])
+    (root / "broken" / "notes.txt").write_text("see model")
+    keras3_lambda(root / "lambda" / "lambda.keras")
+    return root
+
+
+@pytest.fixture(scope="module")
+def graded(klass: Path, fmnist_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("reports")
+    settings = Settings(out=out, hidden_tests=fmnist_dir, download=False, public_sample=500, project_root=ROOT)
+    return grade(klass, load_rubric(ROOT / "rubrics" / "hw10.yaml"), settings), settings, out
+
+
+def by_student(outcome):  # type: ignore[no-untyped-def]
+    return {s.student: s for s in outcome.results.students}
+
+
+def test_every_student_is_graded_whatever_their_files(graded) -> None:  # type: ignore[no-untyped-def]
+    outcome, _, _ = graded
+    students = by_student(outcome)
+    assert sorted(students) == ["broken", "empty", "good", "k2", "lambda"]
+    assert all(s.status == "gathered" for s in students.values())
+    broken = students["broken"].evidence.models[0]
+    assert broken.status == "error" and "model.h5" in (broken.error or "")
+    assert "no model file" in " ".join(students["empty"].evidence.errors)
+    assert students["lambda"].evidence.models[0].status == "needs_sandbox"
+
+
+def test_measured_accuracy_equals_model_evaluate(graded, klass: Path, fmnist_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    import keras
+
+    outcome, _, _ = graded
+    good = by_student(outcome)["good"].evidence.models[0]
+    assert good.status == "evaluated" and good.preprocessing is not None
+    assert good.preprocessing.scale == "unit" and good.preprocessing.geometry == "as-is"
+    x = read_idx(fmnist_dir / "t10k-images-idx3-ubyte.gz")
+    y = read_idx(fmnist_dir / "t10k-labels-idx1-ubyte.gz")
+    model = keras.models.load_model(klass / "good" / "cnn.keras")
+    model.compile(metrics=["accuracy"], loss="sparse_categorical_crossentropy")
+    _, expected = model.evaluate(x[..., None] / 255.0, y, verbose=0)
+    assert good.metrics is not None and good.metrics.n == 10000
+    assert good.metrics.accuracy == pytest.approx(expected, abs=1e-4)
+    assert good.metrics.accuracy > 0.75
+
+
+def test_keras2_file_with_logits_and_raw_pixels(graded) -> None:  # type: ignore[no-untyped-def]
+    outcome, _, _ = graded
+    mlp = by_student(outcome)["k2"].evidence.models[0]
+    assert mlp.status == "evaluated", mlp.error
+    assert mlp.architecture is not None and (mlp.architecture.keras_version or "").startswith("2.")
+    assert "tf_keras" in (mlp.loader or "")
+    assert mlp.preprocessing is not None and mlp.preprocessing.scale == "raw"  # the model rescales itself
+    assert "logits" in (mlp.output_note or "") and mlp.metrics is not None and mlp.metrics.accuracy > 0.7
+
+
+def test_reports_are_written(graded) -> None:  # type: ignore[no-untyped-def]
+    outcome, _, out = graded
+    names = {p.name for p in outcome.written}
+    assert {"index.html", "grades.csv", "results.json", "good.html", "empty.html"} <= names
+    assert "cnn.keras" in (out / "good.html").read_text()
+
+
+def test_regrade_with_new_threshold_uses_the_cache(graded, klass: Path) -> None:  # type: ignore[no-untyped-def]
+    outcome, settings, _ = graded
+    text = (ROOT / "rubrics" / "hw10.yaml").read_text().replace("threshold: 0.91", "threshold: 0.5")
+    again = grade(klass, parse_rubric(text, "hw10-easy.yaml"), settings)
+    assert again.gathered == 0 and again.cached == 5
+    before = by_student(outcome)["good"].criteria
+    after = by_student(again)["good"].criteria
+    acc_before = next(c for c in before if c.id == "cnn-accuracy")
+    acc_after = next(c for c in after if c.id == "cnn-accuracy")
+    assert acc_after.outcome == "pass" and acc_after.points >= acc_before.points
+
+
+def test_worker_request_cannot_carry_hidden_labels() -> None:
+    fields = set(WorkerRequest.model_fields)
+    assert not any("label" in f and "public" not in f for f in fields)
+
+
+def test_cli_grades_one_student_and_prints_summary(klass: Path, fmnist_dir: Path, tmp_path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    code = main([str(klass / "good"), "--assignment", "hw10", "--hidden-tests", str(fmnist_dir), "--out", str(tmp_path), "-q"],
+                stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    assert "good" in out.getvalue() and f"wrote {tmp_path / 'index.html'}" in out.getvalue()
+
+
+def test_cli_usage_errors_exit_4_with_one_line(klass: Path, tmp_path: Path, fmnist_dir: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("assignment: x\ncriteria:\n  - id: a\n    points: 1\n    check: min_acuracy\n")
+    cases = [
+        (["--rubric", str(bad)], "did you mean 'min_accuracy'"),
+        (["--assignment", "hw99"], "no rubric for assignment 'hw99'"),
+        (["--assignment", "hw10", "--hidden-tests", str(tmp_path)], "t10k"),
+        (["--assignment", "hw10", "--format", "pdf"], "unknown format 'pdf'"),
+    ]
+    for extra, expected in cases:
+        err = io.StringIO()
+        code = main([str(klass), *extra, "--out", str(tmp_path / "o"), "-q", "--no-download"], stdout=io.StringIO(), stderr=err)
+        assert code == 4, (extra, err.getvalue())
+        assert expected in err.getvalue() and err.getvalue().startswith("error: ")
+        assert "Traceback" not in err.getvalue()
+
+
+def test_cli_checks_lists_every_check() -> None:
+    out = io.StringIO()
+    assert main(["checks"], stdout=out) == 0
+    assert "min_accuracy:" in out.getvalue() and "threshold" in out.getvalue()
