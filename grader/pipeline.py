@@ -69,9 +69,10 @@ def _public_sample(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[n
 def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[PublicInputs, Scorer, datasets.SplitFiles]:
     """Resolve and load the hidden split and the public split; write what workers may read."""
     spec = datasets.get_dataset(rubric.dataset)
-    common = dict(env=os.environ, project_root=settings.project_root, download=settings.download)
+    common = dict(env=os.environ, project_root=settings.project_root, download=settings.download,
+                  verify=settings.verify_checksums)
     hidden_files = datasets.resolve_split(spec, "test", explicit_dir=settings.hidden_tests, **common)
-    public_files = datasets.resolve_split(spec, "train", explicit_dir=settings.public_data or settings.hidden_tests, **common)
+    public_files = datasets.resolve_split(spec, "train", explicit_dir=_public_dir(spec, settings), **common)
     hidden_x, hidden_y = datasets.load_split(hidden_files)
     public_x, public_y = datasets.load_split(public_files)
     sample_x, sample_y = _public_sample(public_x, public_y, settings.public_sample)
@@ -88,6 +89,17 @@ def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[P
         public_count=len(sample_x),
     )
     return inputs, Scorer(labels=hidden_y, class_names=tuple(spec.class_names)), hidden_files
+
+
+def _public_dir(spec: datasets.DatasetSpec, settings: Settings) -> Path | None:
+    """--public-data, else the hidden-tests folder when it also holds the train files, else the usual search."""
+    if settings.public_data is not None:
+        return settings.public_data
+    if settings.hidden_tests is not None:
+        for folder in (settings.hidden_tests, settings.hidden_tests / spec.name):
+            if (folder / spec.train.images).is_file() and (folder / spec.train.labels).is_file():
+                return folder
+    return None
 
 
 def _assignment_text(rubric: Rubric, settings: Settings) -> str:

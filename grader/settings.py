@@ -27,6 +27,7 @@ class Settings(BaseModel):
     batch_size: int = Field(default=256, ge=1)
     cache: bool = True
     download: bool = True
+    verify_checksums: bool = True  # False: a teacher's own test split, not the official files
     project_root: Path = Path(".")
 
 
