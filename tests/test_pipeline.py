@@ -93,7 +93,7 @@ def test_reports_are_written(graded) -> None:  # type: ignore[no-untyped-def]
 
 def test_regrade_with_new_threshold_uses_the_cache(graded, klass: Path) -> None:  # type: ignore[no-untyped-def]
     outcome, settings, _ = graded
-    text = (ROOT / "rubrics" / "hw10.yaml").read_text().replace("threshold: 0.91", "threshold: 0.5")
+    text = (ROOT / "rubrics" / "hw10.yaml").read_text().replace("threshold: 0.91", "threshold: 0.5").replace("partial_from: 0.85", "partial_from: 0.3")
     again = grade(klass, parse_rubric(text, "hw10-easy.yaml"), settings)
     assert again.gathered == 0 and again.cached == 5
     before = by_student(outcome)["good"].criteria
