@@ -29,6 +29,9 @@ from grader import adapt
 from grader._frozen import Frozen
 
 
+_CHUNK_BYTES = 256 * 1024**2  # most adapted input held in memory at once
+
+
 class WorkerModel(Frozen):
     index: int
     path: str  # absolute path of the model file (read-only input)
@@ -103,7 +106,8 @@ def _predict(model: Any, images: np.ndarray, input_shape: tuple[int | None, ...]
              stats: adapt.Stats, batch_size: int) -> np.ndarray:
     """Predict in chunks so that large inputs (224×224×3) never exist for the whole set at once."""
     outputs = []
-    chunk = max(batch_size, 1) * 4
+    per_image = 4 * int(np.prod(adapt.target_shape(input_shape)))
+    chunk = max(batch_size, _CHUNK_BYTES // per_image)  # 10,000 at 28×28; ~430 at 224×224×3
     for start in range(0, len(images), chunk):
         x = adapt.adapt(images[start : start + chunk], input_shape, cand, stats)
         y = model.predict(x, batch_size=batch_size, verbose=0)

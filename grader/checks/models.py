@@ -30,6 +30,13 @@ def _validate_base(name: str) -> str:
     return by_squashed[squash(name)]
 
 
+def _count(n: int, plural: str) -> str:
+    """'1 model', '2 models', 'no dense-only models'."""
+    if n == 0:
+        return f"no {plural}"
+    return f"1 {plural.replace('models', 'model', 1)}" if n == 1 else f"{n} {plural}"
+
+
 def _display(model: ModelEvidence) -> str:
     return f"'{model.path}'"
 
@@ -106,11 +113,11 @@ def min_accuracy(evidence: Evidence, criterion: Criterion) -> CriterionResult:
     if p.partial_from is not None:
         detail += f", partial from {p.partial_from:.3f}"
     if frac >= 1:
-        return criterion.passed(f"Your {label} {what[:-1]} {_display(model)} reaches {acc:.4f} (needed {target}).{skipped}", detail)
+        return criterion.passed(f"Your {label} {what.replace('models', 'model', 1)} {_display(model)} reaches {acc:.4f} (needed {target}).{skipped}", detail)
     advice = _worst_class(model)
     return criterion.partial(
         frac,
-        f"Your {label} {what[:-1]} {_display(model)} reaches {acc:.4f}; the assignment asks {target}.{advice}{skipped}",
+        f"Your {label} {what.replace('models', 'model', 1)} {_display(model)} reaches {acc:.4f}; the assignment asks {target}.{advice}{skipped}",
         detail,
     )
 
@@ -208,7 +215,7 @@ def non_pretrained_models(evidence: Evidence, criterion: Criterion) -> Criterion
     detail = "; ".join(f"{m.path}: {m.pretrained.evidence if m.pretrained else 'unknown'}" for m in models)
     if len(own) >= p.at_least:
         return criterion.passed(
-            f"{len(own)} of your models are not pretrained: {', '.join(_display(m) for m in own)}.", detail
+            f"Trained from scratch: {', '.join(_display(m) for m in own)}.", detail
         )
     tail = f" The grader could not tell for {', '.join(_display(m) for m in unknown)}." if unknown else ""
     return criterion.failed(
@@ -312,9 +319,9 @@ def models_present(evidence: Evidence, criterion: Criterion) -> CriterionResult:
     detail = ", ".join(m.path for m in models) or "none"
     tail = f" Unreadable: {', '.join(f'{_display(m)} ({m.error})' for m in broken)}." if broken else ""
     if len(models) >= p.at_least:
-        return criterion.passed(f"Found {len(models)} {p.select.describe()}.{tail}", detail)
+        return criterion.passed(f"Found {_count(len(models), p.select.describe())}.{tail}", detail)
     return criterion.partial(
         len(models) / p.at_least,
-        f"Found {len(models)} {p.select.describe()}; the assignment asks for {p.at_least}. Save each model with model.save('name.keras') and hand the file in.{tail}",
+        f"Found {_count(len(models), p.select.describe())}; the assignment asks for {p.at_least}. Save each model with model.save('name.keras') and hand the file in.{tail}",
         detail,
     )
