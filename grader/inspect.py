@@ -9,8 +9,10 @@ Where the weights of a layer live (found by saving real models with keras 3.15 a
 - legacy `.h5`: group ``model_weights/<top-level layer name>``, its attribute ``weight_names`` lists
   dataset paths relative to that group. Keras 2 writes ``dense/kernel:0`` and, for a nested model,
   ``<inner layer>/kernel:0`` directly under the OUTERMOST container, whatever the depth. Keras 3 writes
-  scope paths such as ``<outer model>/dense/kernel`` or ``inner2/dense/kernel``. So layers of a nested
-  model are matched by their names among the path components.
+  scope paths such as ``<outer model>/dense/kernel`` or ``inner2/dense/kernel``. Both use the names
+  layers had when their weights were created, and list a container's trainable weights before its
+  frozen ones. So layers of a nested model are matched by their names among the path components,
+  and layers renamed after building by position and shape.
 - `.keras`: ``model.weights.h5`` keys objects by GENERATED names: snake_case of the class, deduplicated
   per container in config order (``layers/conv2d_1/vars/0``, nested
   ``layers/functional/layers/conv2d/vars/0``). Keras >= 3.1x also stores the layer's real name as the
@@ -77,8 +79,11 @@ SpatialDropout3D SpectralNormalization StackedRNNCells StringLookup Subtract TFO
 ThresholdedReLU TimeDistributed UnitNormalization UpSampling1D UpSampling2D UpSampling3D ZeroPadding1D
 ZeroPadding2D ZeroPadding3D
 """.split())
-_MODEL_CLASSES = frozenset({"Sequential", "Functional", "Model"})
 _NESTED_LAYER_KEYS = frozenset({"layer", "cell", "cells", "forward_layer", "backward_layer"})
+# What a damaged or hand-made file can make h5py, zipfile or the config walk raise; each becomes an
+# InspectError naming the file (the batch goes on with a message instead of a traceback).
+_READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError, RecursionError,
+                EOFError, struct.error, zipfile.BadZipFile)
 _NON_TRAINABLE_VARS = frozenset({"moving_mean", "moving_variance"})
 _CONV_CLASSES = frozenset({
     "Conv1D", "Conv2D", "Conv3D", "Convolution1D", "Convolution2D", "Convolution3D", "Conv1DTranspose",
@@ -201,7 +206,10 @@ def _sniff(path: Path) -> Literal["h5", "zip"] | None:
 def _open_source(path: Path) -> Iterator[_Source]:
     """Open a model file of either kind; errors become InspectError naming the file."""
     _check_not_directory(path)
-    kind = _sniff(path)
+    try:
+        kind = _sniff(path)
+    except OSError as exc:
+        raise InspectError(f"{path.name}: the file cannot be read ({exc.strerror or exc})") from None
     if kind is None:
         raise InspectError(
             f"{path.name}: not a Keras model file (neither HDF5 .h5 nor a .keras zip); "
@@ -216,7 +224,7 @@ def _open_source(path: Path) -> Iterator[_Source]:
                 yield source
     except InspectError:
         raise
-    except (OSError, RuntimeError, KeyError, ValueError, zipfile.BadZipFile, EOFError, struct.error) as exc:
+    except _READ_ERRORS as exc:
         raise InspectError(
             f"{path.name}: the file is truncated or damaged ({exc.__class__.__name__}: {exc}); "
             "save the model again with model.save(...) and check that the upload finished"
@@ -444,8 +452,10 @@ def _dataset_var(ds: h5py.Dataset, name: str) -> _Var:
     return _Var(h5path=ds.name, name=name, shape=tuple(int(d) for d in shape) if shape is not None else (0,))
 
 
-def _natural_key(name: str) -> tuple[Any, ...]:
-    """'conv2d_10' after 'conv2d_2'; '10' after '2'."""
+def _natural_key(name: str | bytes) -> tuple[Any, ...]:
+    """'conv2d_10' after 'conv2d_2'; '10' after '2'. (h5py gives bytes for names that are not UTF-8.)"""
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", errors="replace")
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
@@ -550,8 +560,8 @@ def _legacy_container(container: _Node, pairs: list[tuple[tuple[str, ...], _Var]
     if not unmatched:
         return
     free = [leaf for leaf in leaves if leaf.path not in claimed and (leaf.class_name in _WEIGHTED_CLASSES or _custom_class(leaf.raw))]
-    first_part = [leaf for leaf in free if leaf.trainable and leaf.class_name != "Normalization"]
-    order = first_part + [leaf for leaf in free if leaf not in first_part]
+    ahead = {leaf.path for leaf in free if leaf.trainable and leaf.class_name != "Normalization"}
+    order = [leaf for leaf in free if leaf.path in ahead] + [leaf for leaf in free if leaf.path not in ahead]
     if len(order) == len(unmatched) and all(_fits(leaf, variables) for leaf, variables in zip(order, unmatched)):
         for leaf, variables in zip(order, unmatched):
             out[leaf.path] = variables
@@ -656,7 +666,11 @@ def _weights_by_layer(source: _Source, root: _Node) -> dict[tuple[str, ...], lis
 
 
 def _is_keras_module(module: Any) -> bool:
-    return isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+    """Keras' own classes: 'keras', 'keras.layers', 'keras.src.models.functional', and tf_keras'
+    'tf_keras.src.layers.core.tf_op_layer' (TFOpLambda in .keras files written by tf_keras)."""
+    if not isinstance(module, str):
+        return False
+    return module in ("keras", "tf_keras") or module.startswith(("keras.", "tf_keras."))
 
 
 def _custom_class(raw: Mapping[str, Any]) -> bool:
@@ -768,6 +782,8 @@ def _summary(node: _Node) -> str:
             return f"{c['input_dim']} → {c['output_dim']}"
         if cls == "Lambda":
             return "custom code (Lambda)"
+        if cls in ("TFOpLambda", "SlicingOpLambda"):
+            return f"tf.{c['function']}"
     except (KeyError, TypeError, ValueError, IndexError):
         return ""
     return ""
@@ -877,14 +893,15 @@ def _layer_infos(root: _Node, weights: Mapping[tuple[str, ...], list[_Var]] | No
 
 def _pseudo_root(root: _Node) -> _Node:
     """A custom top-level model has no layer list: describe the model itself as its one layer."""
-    return _Node(path=(_layer_name(root.raw, 0),), class_name=root.class_name, raw=root.raw,
-                 trainable=root.trainable, children=None)
+    config = root.config
+    name = config.get("name") if isinstance(config.get("name"), str) and config.get("name") else _snake_case(root.class_name)
+    return _Node(path=(name,), class_name=root.class_name, raw=root.raw, trainable=root.trainable, children=None)
 
 
 def _architecture(source: _Source, root: _Node) -> Architecture:
     weights = _weights_by_layer(source, root)
     if weights is not None and root.children is None:
-        weights = {(_layer_name(root.raw, 0),): weights.get((), [])}
+        weights = {_pseudo_root(root).path: weights.get((), [])}
     pairs = _layer_infos(root, weights)
     layers = [info for info, _ in pairs]
     leaves_nodes = _leaves(root) if root.children is not None else [_pseudo_root(root)]
@@ -919,9 +936,9 @@ def inspect_model_file(path: Path) -> Architecture:
         root = _parse_tree(source.config, path)
         try:
             return _architecture(source, root)
-        except (OSError, RuntimeError, KeyError, ValueError) as exc:
-            if isinstance(exc, InspectError):
-                raise
+        except InspectError:
+            raise
+        except _READ_ERRORS as exc:
             raise InspectError(
                 f"{path.name}: the weights in the file cannot be read ({exc.__class__.__name__}: {exc}); "
                 "save the model again with model.save(...)"
@@ -948,5 +965,7 @@ def read_layer_kernel(path: Path, layer_path: Sequence[str]) -> np.ndarray | Non
             if var is None or var.size > _MAX_KERNEL_ELEMENTS or source.weights is None:
                 return None
             return np.asarray(source.weights.file[var.h5path][()])
-        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        except InspectError:
+            raise
+        except _READ_ERRORS as exc:
             raise InspectError(f"{path.name}: cannot read the weights of {'/'.join(layer_path)} ({exc})") from None

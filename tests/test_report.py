@@ -62,3 +62,13 @@ def test_csv_has_one_row_per_student_and_neutralises_formulas(tmp_path: Path) ->
     alice = next(s for s in r.students if s.student == "alice")
     assert by_id["alice"][1] == f"{alice.points:g}"
     assert any(key.startswith("'=cmd") for key in by_id)  # a formula-looking id stays text
+
+
+def test_documented_results_schema_is_current() -> None:
+    import json
+
+    documented = json.loads((ROOT / "docs" / "results.schema.json").read_text())
+    assert documented == json.loads(json.dumps(Results.model_json_schema())), (
+        "regenerate docs/results.schema.json: python -c \"import json; from grader.results import Results; "
+        "print(json.dumps(Results.model_json_schema(), indent=1, sort_keys=True))\" > docs/results.schema.json"
+    )
