@@ -158,3 +158,9 @@ def test_unknown_check_suggests_the_close_name() -> None:
     with pytest.raises(KeyError) as exc:
         get_check("min_acuracy")
     assert "did you mean 'min_accuracy'" in str(exc.value) and "known:" in str(exc.value)
+
+
+def test_min_accuracy_names_the_unreadable_file_instead_of_saying_none_was_found() -> None:
+    broken = model("cnn.h5", None, error="cnn.h5: the file is truncated or damaged")
+    r = run("min_accuracy", evidence(broken), threshold=0.91, select={"kind": "cnn"})
+    assert r.outcome == "fail" and "truncated" in r.message and "No readable" in r.message

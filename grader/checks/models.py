@@ -84,6 +84,12 @@ def min_accuracy(evidence: Evidence, criterion: Criterion) -> CriterionResult:
     what = p.select.describe()
     if not chosen:
         found = ", ".join(_display(m) for m in evidence.models) or "none"
+        unread = [m for m in evidence.models if m.architecture is None]
+        if unread:
+            return criterion.failed(
+                f"No readable {what}: {'; '.join(f'{_display(m)}: {m.error}' for m in unread)}",
+                f"models found: {found}",
+            )
         return criterion.failed(
             f"No {what} found, so there is no accuracy to measure. Hand in the saved model (.h5 or .keras).",
             f"models found: {found}",
