@@ -22,8 +22,10 @@ class LayerInfo(Frozen):
     """One layer of a model, read statically from the saved config.
 
     `path` is the chain of container names from the top model down to this layer, so a layer of a
-    nested VGG16 base reads ``("vgg16", "block1_conv1")``. `trainable` is the effective flag: a
-    layer inside a frozen container is frozen whatever its own flag says.
+    nested VGG16 base reads ``("vgg16", "block1_conv1")``. `trainable` says whether the layer
+    trains under the rules of the Keras that wrote the file: Keras 2 freezes every layer of a
+    frozen container; Keras 3 lets a layer unfrozen after ``base.trainable = False`` train again.
+    This keeps trainable counts equal to Keras' own for both.
     """
 
     path: tuple[str, ...]

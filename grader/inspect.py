@@ -17,6 +17,9 @@ Where the weights of a layer live (found by saving real models with keras 3.15 a
   per container in config order (``layers/conv2d_1/vars/0``, nested
   ``layers/functional/layers/conv2d/vars/0``). Keras >= 3.1x also stores the layer's real name as the
   ``name`` attribute of each ``vars`` group, which is preferred when present.
+
+`LayerInfo.trainable` is what the Keras that wrote the file trains (see `_build_node`): Keras 2
+freezes everything inside a frozen container, Keras 3 follows each layer's own (propagated) flag.
 """
 
 from __future__ import annotations
@@ -241,7 +244,9 @@ def _open_legacy_h5(path: Path) -> Iterator[_Source]:
                     f"{path.name}: this file holds weights only (model.save_weights); "
                     "save the whole model with model.save(...)"
                 )
-            raise InspectError(f"{path.name}: an HDF5 file without a Keras model config; save the model with model.save(...)")
+            raise InspectError(
+                f"{path.name}: an HDF5 file without a Keras model config; save the model with model.save(...)"
+            )
         if len(raw_config) > _MAX_CONFIG_BYTES:
             raise InspectError(f"{path.name}: the model config is implausibly large ({len(raw_config)} bytes)")
         config = _parse_json(raw_config, "config", path)
@@ -386,36 +391,57 @@ def _layer_name(raw: Mapping[str, Any], index: int) -> str:
     return name or f"{_bare_class(raw.get('class_name')).lower()}_{index}"
 
 
-def _own_trainable(raw: Mapping[str, Any]) -> bool:
+def _own_trainable(raw: Mapping[str, Any]) -> bool | None:
+    """The layer's own `trainable`, None when its config has none (InputLayer, tf_keras Sequential)."""
     config = raw.get("config")
-    flag = config.get("trainable", True) if isinstance(config, Mapping) else True
-    return flag if isinstance(flag, bool) else True
+    flag = config.get("trainable") if isinstance(config, Mapping) else None
+    return flag if isinstance(flag, bool) else None
 
 
-def _build_node(raw: Any, path: tuple[str, ...], parent_trainable: bool, depth: int) -> _Node:
+def _is_keras3(version: str | None) -> bool:
+    match = re.match(r"\s*(\d+)", version or "")
+    return bool(match) and int(match.group(1)) >= 3
+
+
+def _build_node(raw: Any, path: tuple[str, ...], parent: bool, top: bool, depth: int, keras3: bool) -> _Node:
+    """One node and its children; `parent` is the enclosing container's effective flag, `top` the model's.
+
+    Keras 2 trains a layer only if every enclosing container is trainable. Keras 3 copies a
+    container's flag onto every sublayer when it is SET and afterwards asks only the layer itself
+    (and the top model): ``base.trainable = False`` followed by ``base.layers[-4].trainable = True``
+    trains that layer in Keras 3 (live and after reloading the file) but not in Keras 2. A layer
+    whose config has no flag follows its container.
+    """
     if not isinstance(raw, Mapping):
         raise TypeError(f"a layer entry is a {type(raw).__name__}, not an object")
     if depth > _MAX_DEPTH:
         raise ValueError(f"models nested more than {_MAX_DEPTH} deep")
-    trainable = parent_trainable and _own_trainable(raw)
+    own = _own_trainable(raw)
+    if own is None:
+        trainable = parent
+    elif keras3:
+        trainable = own and top
+    else:
+        trainable = own and parent
+    top = trainable if depth == 0 else top
     entries = _layer_list(raw)
     children = None
     if entries is not None:
         children = tuple(
             _build_node(entry, path + (_layer_name(entry, i) if isinstance(entry, Mapping) else f"layer_{i}",),
-                        trainable, depth + 1)
+                        trainable, top, depth + 1, keras3)
             for i, entry in enumerate(entries)
         )
     return _Node(path=path, class_name=_bare_class(raw.get("class_name")), raw=raw, trainable=trainable,
                  children=children)
 
 
-def _parse_tree(config: Any, path: Path) -> _Node:
+def _parse_tree(config: Any, path: Path, keras_version: str | None) -> _Node:
     """The model as a tree of nodes; the root's path is () and its children are the top layers."""
     if not isinstance(config, Mapping) or not isinstance(config.get("class_name"), str):
         raise InspectError(f"{path.name}: the model config has an unexpected structure (no class_name at the top)")
     try:
-        return _build_node(config, (), True, 0)
+        return _build_node(config, (), True, True, 0, _is_keras3(keras_version))
     except (TypeError, ValueError, RecursionError) as exc:
         raise InspectError(f"{path.name}: the model config has an unexpected structure ({exc})") from None
 
@@ -559,7 +585,8 @@ def _legacy_container(container: _Node, pairs: list[tuple[tuple[str, ...], _Var]
             claimed.add(owner)
     if not unmatched:
         return
-    free = [leaf for leaf in leaves if leaf.path not in claimed and (leaf.class_name in _WEIGHTED_CLASSES or _custom_class(leaf.raw))]
+    free = [leaf for leaf in leaves
+            if leaf.path not in claimed and (leaf.class_name in _WEIGHTED_CLASSES or _custom_class(leaf.raw))]
     ahead = {leaf.path for leaf in free if leaf.trainable and leaf.class_name != "Normalization"}
     order = [leaf for leaf in free if leaf.path in ahead] + [leaf for leaf in free if leaf.path not in ahead]
     if len(order) == len(unmatched) and all(_fits(leaf, variables) for leaf, variables in zip(order, unmatched)):
@@ -933,7 +960,7 @@ def inspect_model_file(path: Path) -> Architecture:
     """
     path = Path(path)
     with _open_source(path) as source:
-        root = _parse_tree(source.config, path)
+        root = _parse_tree(source.config, path, source.keras_version)
         try:
             return _architecture(source, root)
         except InspectError:
@@ -958,7 +985,7 @@ def read_layer_kernel(path: Path, layer_path: Sequence[str]) -> np.ndarray | Non
     """
     path = Path(path)
     with _open_source(path) as source:
-        root = _parse_tree(source.config, path)
+        root = _parse_tree(source.config, path, source.keras_version)
         try:
             weights = _weights_by_layer(source, root)
             var = _kernel_var(weights.get(tuple(layer_path), [])) if weights else None

@@ -106,7 +106,8 @@ def _compare(arch: Architecture, base: BaseMatch, model_path: Path, reference: P
         return None, f"the reference weights {reference.name} cannot be read ({exc})"
     r = _correlation(kernel, ref)
     pretrained = r >= PRETRAINED_CORRELATION
-    verdict = "pretrained weights" if pretrained else "not the reference (ImageNet) weights: trained from its own initialisation"
+    verdict = ("pretrained weights" if pretrained
+               else "not the reference (ImageNet) weights: trained from its own initialisation")
     return Pretrained(value=pretrained, source="reference_weights", evidence=(
         f"the first convolution of the {base.display} base ({'/'.join(first)}) correlates {r:.4f} with "
         f"{reference.name} ({same[0].name}); threshold {PRETRAINED_CORRELATION}: {verdict}")), ""
@@ -175,6 +176,7 @@ def decide_pretrained(
     verdict, note = _from_notebook(arch.bases, notebook_calls)
     if verdict is not None:
         if notes:
-            verdict = verdict.model_copy(update={"evidence": f"{verdict.evidence} (reference weights not used: {'; '.join(notes)})"})
+            unused = f"{verdict.evidence} (reference weights not used: {'; '.join(notes)})"
+            verdict = verdict.model_copy(update={"evidence": unused})
         return verdict
     return _assumed(arch.bases[0], [*notes, note])

@@ -94,13 +94,18 @@ def k3_cnn(input_shape: tuple[int, ...] = (28, 28, 1), vgg_named: bool = False) 
     ], name="cnn")
 
 
-def k3_vgg_sequential(mode: FineTune = "frozen", *, vgg19: bool = False, weights_from: Any = None) -> Any:
-    """Sequential([Input, VGG base (nested), Flatten, Dense]); optionally copies weights of another base."""
+def k3_vgg_sequential(mode: FineTune = "frozen", *, vgg19: bool = False, weights_from: Any = None,
+                      rename: str | None = None) -> Any:
+    """Sequential([Input, VGG base (nested), Flatten, Dense]); optionally copies weights of another
+    base, or renames the base (to `rename`) and all its layers."""
     keras = k3()
     make = keras.applications.VGG19 if vgg19 else keras.applications.VGG16
     base = make(weights=None, include_top=False, input_shape=(32, 32, 3))
     if weights_from is not None:
         base.set_weights(weights_from.get_weights())
+    if rename:
+        rename_all(base, "s")
+        base.name = rename
     fine_tune(base, mode)
     return keras.Sequential([keras.Input((32, 32, 3)), base, keras.layers.Flatten(),
                              keras.layers.Dense(10, activation="softmax")])
@@ -216,6 +221,26 @@ def k2_tf_ops() -> Any:
     return keras.Model(x, y)
 
 
+def unfrozen_inside_frozen(lib: Literal["k3", "k2"], container: Literal["sequential", "functional"]) -> Any:
+    """A frozen nested model whose first Dense is unfrozen afterwards (hw10's classic slip:
+    ``base.trainable = False`` then ``base.layers[-4:]`` set trainable). Keras 3 trains that layer;
+    Keras 2 does not."""
+    keras = k3() if lib == "k3" else k2()
+    L = keras.layers
+
+    def first() -> Any:
+        return keras.Input((4,)) if lib == "k3" else L.InputLayer((4,))
+
+    if container == "sequential":
+        inner = keras.Sequential([first(), L.Dense(3), L.Dense(3)], name="inner")
+    else:
+        x = L.Input((4,))
+        inner = keras.Model(x, L.Dense(3)(L.Dense(3)(x)), name="inner")
+    inner.trainable = False
+    next(layer for layer in inner.layers if layer.weights).trainable = True
+    return keras.Sequential([first(), inner, L.Dense(2, activation="softmax")])
+
+
 # ---------------------------------------------------------------------------------------------
 # Files
 
@@ -297,7 +322,7 @@ def _recipes() -> dict[str, Callable[[Built], Any]]:
         "k3_code": lambda b: k3_code_model(),
         "k3_vgg_frozen": lambda b: k3_vgg_sequential("frozen"),
         "k3_vgg_block5": lambda b: k3_vgg_sequential("block5"),
-        "k3_vgg19": lambda b: k3_vgg_sequential("trainable", vgg19=True),
+        "k3_vgg19": lambda b: k3_vgg_sequential("trainable", vgg19=True, rename="features"),
         "k3_vgg_func_nested": lambda b: k3_vgg_functional_nested(),
         "k3_vgg_inlined": lambda b: k3_vgg_inlined(),
         "k3_vgg_copied": lambda b: k3_vgg_sequential("block5", weights_from=b.model("k2_vgg_base")),
@@ -305,6 +330,9 @@ def _recipes() -> dict[str, Callable[[Built], Any]]:
         "k2_dense_28x28": lambda b: k2_dense((28, 28)),
         "k2_lambda_cnn": lambda b: k2_lambda_cnn(),
         "k2_tf_ops": lambda b: k2_tf_ops(),
+        "k3_unfrozen_seq": lambda b: unfrozen_inside_frozen("k3", "sequential"),
+        "k2_unfrozen_func": lambda b: unfrozen_inside_frozen("k2", "functional"),
+        "k2_unfrozen_seq": lambda b: unfrozen_inside_frozen("k2", "sequential"),
         "k2_vgg_base": lambda b: k2_vgg_base(),
         "k2_vgg_pretrained": lambda b: k2_vgg_sequential("block5", base=b.model("k2_vgg_base")),
         "k2_vgg_inlined": lambda b: k2_vgg_inlined(),

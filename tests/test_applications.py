@@ -71,10 +71,13 @@ def test_vgg16_in_keras2_files(built: Built, key: str, ext: str, trainable: int)
     assert match.trainable_layers + match.frozen_layers == 13
 
 
-def test_vgg19_is_vgg19_not_vgg16(built: Built) -> None:
-    bases = inspect_model_file(built.path("k3_vgg19", "keras")).bases
+@pytest.mark.parametrize("ext", ["keras", "h5"])
+def test_vgg19_renamed_in_sequential_is_vgg19_not_vgg16(built: Built, ext: str) -> None:
+    bases = inspect_model_file(built.path("k3_vgg19", ext)).bases
     assert [b.name for b in bases] == ["vgg19"]
+    assert bases[0].nested and bases[0].container == "features"
     assert len(bases[0].layers) == 16 and bases[0].trainable_layers == 16
+    assert all(path.startswith("features/s") for path in bases[0].layers)
 
 
 @pytest.mark.parametrize("ext", ["keras", "h5"])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
-import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_format_version_and_class(built: Built, key: str, ext: str, version: str
 @pytest.mark.parametrize(
     "key",
     ["k3_dense_784", "k3_cnn", "k3_code", "k3_vgg_frozen", "k3_vgg_block5", "k3_vgg_func_nested", "k3_vgg_inlined",
-     "k2_dense_28x28", "k2_lambda_cnn", "k2_vgg_pretrained", "k2_vgg_inlined"],
+     "k3_vgg19", "k2_dense_28x28", "k2_lambda_cnn", "k2_vgg_pretrained", "k2_vgg_inlined"],
 )
 @pytest.mark.parametrize("ext", ["keras", "h5"])
 def test_param_counts_equal_keras_own(built: Built, key: str, ext: str) -> None:
@@ -111,13 +112,39 @@ def test_layers_renamed_after_build_keep_their_weights(built: Built, ext: str) -
     assert got == {layer.name: layer.count_params() for layer in backbone.layers}
 
 
-def test_frozen_container_freezes_children_whatever_their_flag(built: Built) -> None:
-    """base.trainable=False then unfreezing layers inside it trains nothing (Keras semantics)."""
+def test_fine_tuning_a_block_of_the_base(built: Built) -> None:
     arch = inspect_model_file(built.path("k3_vgg_block5", "keras"))
     layers = _by_name(arch)
     assert layers["vgg16/block5_conv3"].trainable
     assert not layers["vgg16/block4_conv3"].trainable
     assert arch.trainable_params == built.counts("k3_vgg_block5")[1]
+
+
+@pytest.mark.parametrize("ext", ["keras", "h5"])
+@pytest.mark.parametrize(("key", "trains"), [("k3_unfrozen_seq", True), ("k2_unfrozen_func", False)])
+def test_layer_unfrozen_inside_a_frozen_container(built: Built, key: str, trains: bool, ext: str) -> None:
+    """Keras 3 trains a layer re-enabled inside a frozen container; Keras 2 freezes everything inside
+    it. The effective flag follows the Keras that wrote the file, and so equals Keras' own count."""
+    arch = inspect_model_file(built.path(key, ext))
+    inner = [layer for layer in arch.layers if layer.path[0] == "inner" and layer.params]
+    assert not inner[0].trainable  # the container itself
+    assert [layer.trainable for layer in inner[1:]] == [trains, False]
+    assert arch.trainable_params == built.counts(key)[1]
+
+
+@pytest.mark.parametrize("ext", ["keras", "h5"])
+def test_keras2_sequential_does_not_save_its_trainable_flag(built: Built, ext: str) -> None:
+    """tf_keras' Sequential.get_config has no 'trainable': the file cannot say that the container was
+    frozen, so the count is what reloading the file gives, not what the live model trained."""
+    import tf_keras
+
+    path = built.path("k2_unfrozen_seq", ext)
+    arch = inspect_model_file(path)
+    live = built.counts("k2_unfrozen_seq")[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reloaded = tf_keras.models.load_model(path)
+    assert arch.trainable_params == sum(int(np.prod(w.shape)) for w in reloaded.trainable_weights) == live + 15
 
 
 def test_summaries_are_short_and_human(built: Built) -> None:

@@ -46,7 +46,8 @@ def test_copied_weights_are_pretrained(built: Built, key: str, ext: str) -> None
     assert "correlates 1.0000" in verdict.evidence and "block1_conv1" in verdict.evidence
 
 
-@pytest.mark.parametrize(("key", "ext"), [("k3_vgg_frozen", "keras"), ("k3_vgg_func_nested", "h5"), ("k2_vgg_inlined", "h5")])
+@pytest.mark.parametrize(("key", "ext"),
+                         [("k3_vgg_frozen", "keras"), ("k3_vgg_func_nested", "h5"), ("k2_vgg_inlined", "h5")])
 def test_own_initialisation_is_not_pretrained(built: Built, key: str, ext: str) -> None:
     verdict = _decide(built, key, ext, built.reference_weights(),
                       calls=(AppCall(name="VGG16", weights="imagenet", line=1, cell=1),))
