@@ -9,7 +9,7 @@ install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 
 example: install
-	$(PYTHON) examples/build_class.py --only-missing
+	$(PYTHON) examples/make_class.py --only-missing
 	grade submissions/ --assignment hw10
 
 test: install
