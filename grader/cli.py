@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -90,18 +91,23 @@ def _summary(outcome, out: TextIO, verbose: int) -> None:  # type: ignore[no-unt
     from rich.table import Table
 
     r = outcome.results
+    # Criterion ids are long; the columns are numbered and a legend follows, so that the table
+    # fits an 80-100 column terminal (a CI log) without truncating student names.
     table = Table(title=f"{r.assignment}: {r.title}", title_justify="left")
-    table.add_column("student")
-    table.add_column("score", justify="right")
-    table.add_column("best acc.", justify="right")
-    for c in r.criteria:
-        table.add_column(c.id, justify="right")
+    table.add_column("student", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("best acc.", justify="right", no_wrap=True)
+    for i, _ in enumerate(r.criteria, 1):
+        table.add_column(f"#{i}", justify="right", no_wrap=True)
     table.add_column("flags")
     for s in r.students:
         acc = "–" if s.best_accuracy is None else f"{s.best_accuracy:.4f}"
-        table.add_row(s.student, f"{s.points:g}/{s.max_points:g}", acc, *(f"{c.points:g}" for c in s.criteria), ", ".join(s.flags))
-    console = Console(file=out, width=max(100, 20 + 11 * len(r.criteria)))
+        cells = [f"{c.points:g}" if 0 < c.points < c.max_points else ("✓" if c.points else "✗") for c in s.criteria]
+        table.add_row(s.student, f"{s.points:g}/{s.max_points:g}", acc, *cells, "; ".join(s.flags))
+    console = Console(file=out, width=max(100, shutil.get_terminal_size((100, 24)).columns))
     console.print(table)
+    legend = "  ".join(f"#{i}\u00a0{c.id}\u00a0({c.max_points:g})" for i, c in enumerate(r.criteria, 1))
+    console.print(f"{legend}   ✓ full points, ✗ none, a number: partial", markup=False, highlight=False)
     if verbose:
         for s in r.students:
             for c in s.criteria:

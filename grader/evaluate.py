@@ -58,7 +58,8 @@ class WorkerModelResult(Frozen):
     input_shape: tuple[int | None, ...] | None = None
     output_shape: tuple[int | None, ...] | None = None
     candidate: str | None = None
-    candidates: dict[str, float] = {}
+    candidates: dict[str, float] = {}  # scored on the whole public sample
+    screening: dict[str, float] = {}  # every candidate on the first adapt.SCREEN_SIZE images ({} if not screened)
     description: str | None = None
     predictions: str | None = None  # file name in out_dir
     error: str | None = None
@@ -127,18 +128,29 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
             warnings.append("first loader failed, another one read the file: " + "; ".join(load_errors))
         input_shape = _shape(model.input_shape)
         output_shape = _shape(model.output_shape)
-        scores: dict[str, float] = {}
-        for cand in adapt.candidates(input_shape):
-            probs = _predict(model, public_x, input_shape, cand, stats, batch_size)
-            scores[cand.key] = float(np.mean(np.argmax(probs, axis=1) == public_y)) if probs.size else 0.0
+        every = {c.key: c for c in adapt.candidates(input_shape)}
+
+        def score(keys: list[str], n: int) -> dict[str, float]:
+            out = {}
+            for k in keys:
+                probs = _predict(model, public_x[:n], input_shape, every[k], stats, batch_size)
+                out[k] = float(np.mean(np.argmax(probs, axis=1) == public_y[:n])) if probs.size else 0.0
+            return out
+
+        screening: dict[str, float] = {}
+        finalists = list(every)
+        if len(every) > adapt.SCREEN_KEEP and len(public_x) >= 2 * adapt.SCREEN_SIZE:
+            screening = score(finalists, adapt.SCREEN_SIZE)
+            finalists = adapt.shortlist(screening)
+        scores = score(finalists, len(public_x))
         key = adapt.choose(scores)
-        cand = next(c for c in adapt.candidates(input_shape) if c.key == key)
+        cand = every[key]
         probs = _predict(model, hidden, input_shape, cand, stats, batch_size)
         name = f"predictions-{item.index}.npy"
         np.save(out_dir / name, probs, allow_pickle=False)
         return WorkerModelResult(
             index=item.index, ok=True, loader=loader, input_shape=input_shape, output_shape=output_shape,
-            candidate=key, candidates=scores, description=adapt.describe(cand, input_shape), predictions=name,
+            candidate=key, candidates=scores, screening=screening, description=adapt.describe(cand, input_shape), predictions=name,
             warnings=tuple(warnings), seconds=time.perf_counter() - start,
         )
     except Exception as exc:  # noqa: BLE001 - a broken model is a result, not a crash of the batch

@@ -90,15 +90,19 @@ class Preprocessing(Frozen):
     """How the grader turned 28x28 grayscale images into what the model takes.
 
     Chosen on a labelled sample of the PUBLIC train split (never the hidden set): every candidate is
-    scored there and the best one is used for the hidden set.
+    scored there (after screening, when there are many) and the best one is used for the hidden set.
     """
 
     scale: str  # key of the pixel scale, see grader.adapt.SCALES
     geometry: str  # "flatten", "as-is", "channel", "resize", "pad"
     input_shape: tuple[int | None, ...]
     description: str
-    candidates: dict[str, float] = Field(default_factory=dict)  # candidate key -> public accuracy
+    candidates: dict[str, float] = Field(default_factory=dict)  # candidate key -> accuracy on the public sample
     public_sample_size: int = 0
+    # When there were many candidates, all were first scored on a smaller class-balanced part of the
+    # sample (see grader.adapt.shortlist); only the shortlisted ones appear in `candidates`.
+    screening: dict[str, float] = Field(default_factory=dict)  # candidate key -> accuracy on the screening part
+    screening_sample_size: int = 0
 
 
 class ClassMetrics(Frozen):

@@ -19,7 +19,7 @@ import numpy as np
 
 from grader import metrics as _metrics
 from grader._version import __version__
-from grader.adapt import Stats
+from grader.adapt import SCREEN_SIZE, Stats
 from grader.discover import SubmissionFile, Submission, extract_models, file_sha256, list_files
 from grader.evaluate import WorkerModel, WorkerModelResult, WorkerRequest
 from grader.evidence import (
@@ -38,6 +38,9 @@ from grader.pretrained import decide_pretrained
 from grader.sandbox import run_worker
 
 MAX_PREDICTION_BYTES = 512 * 1024**2
+# Part of the evidence cache key: bump it whenever a change here, in the worker or in the inputs
+# would give different evidence for the same files, so that cached evidence is not reused across it.
+GATHER_FORMAT = "2"  # 2: class-interleaved public sample, screened preprocessing candidates
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,8 @@ def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path, sco
     assert result.input_shape is not None and result.candidate is not None
     geometry, scale = result.candidate.split("/", 1)
     prep = Preprocessing(scale=scale, geometry=geometry, input_shape=result.input_shape, description=result.description or "",
-                         candidates=result.candidates, public_sample_size=sample)
+                         candidates=result.candidates, public_sample_size=sample, screening=result.screening,
+                         screening_sample_size=SCREEN_SIZE if result.screening else 0)
     return model.model_copy(update={**update, "status": "evaluated", "loader": result.loader, "metrics": metrics,
                                     "preprocessing": prep, "output_note": note})
 

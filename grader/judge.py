@@ -52,7 +52,7 @@ def judge_student(rubric: Rubric, evidence: Evidence) -> StudentResult:
     return StudentResult(
         student=evidence.student,
         status=evidence.status,
-        points=round(sum(r.points for r in results), 4),
+        points=round(sum(r.points for r in results), 2),
         max_points=rubric.max_points,
         criteria=results,
         best_accuracy=max(accuracies) if accuracies else None,

@@ -27,7 +27,7 @@ from grader.cache import EvidenceCache, cache_key
 from grader.discover import Submission, content_hash, discover, list_files
 from grader.errors import GraderError
 from grader.evidence import Evidence
-from grader.gather import GatherOptions, PublicInputs, Scorer, gather
+from grader.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather
 from grader.judge import judge
 from grader.report import write_reports
 from grader.results import Results, RunInfo
@@ -57,12 +57,13 @@ def _device(requested: str) -> str:
 
 
 def _public_sample(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed, class-balanced sample of the PUBLIC train split (same sample on every run)."""
+    """A fixed, class-balanced sample of the PUBLIC train split (same sample on every run), with
+    the classes interleaved so that every prefix of it is class-balanced too (screening uses one)."""
     rng = np.random.default_rng(20240601)
     classes = np.unique(labels)
-    per_class = max(1, size // len(classes))
-    picks = np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in classes])
-    picks.sort()
+    per_class = max(1, min(size // len(classes), *(int(np.sum(labels == c)) for c in classes)))
+    picks = np.stack([rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in classes], axis=1)
+    picks = picks.reshape(-1)  # row i holds the i-th pick of every class
     return images[picks], labels[picks]
 
 
@@ -139,7 +140,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         options = GatherOptions(cancel=cancel, scratch_root=scratch, device=device, timeout_per_model=settings.timeout_per_model,
                                 batch_size=settings.batch_size,
                                 reference_weights=_reference_dir(settings, hidden_files.directory))
-        settings_key = f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}"
+        settings_key = f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}|{GATHER_FORMAT}"
         evidences: list[Evidence] = []
         counts = {"cached": 0, "gathered": 0}
 

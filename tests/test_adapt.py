@@ -75,3 +75,31 @@ def test_choose_prefers_best_then_first_listed() -> None:
     assert adapt.choose({"a": 0.5, "b": 0.9, "c": 0.9}) == "b"
     with pytest.raises(adapt.AdaptError):
         adapt.choose({})
+
+
+def test_shortlist_keeps_near_best_and_at_least_two_in_tie_break_order() -> None:
+    screening = {"resize/unit": 0.86, "resize/raw": 0.12, "resize/standard": 0.80, "pad/unit": 0.88, "pad/raw": 0.10}
+    assert adapt.shortlist(screening) == ["resize/unit", "resize/standard", "pad/unit"]
+    # one clear winner still keeps the runner-up, so the final choice is made on the whole sample
+    assert adapt.shortlist({"a": 0.9, "b": 0.2, "c": 0.1}) == ["a", "b"]
+    # ties keep the listed order
+    assert adapt.shortlist({"a": 0.5, "b": 0.5, "c": 0.5}, margin=0.0, keep=1) == ["a", "b", "c"]
+    with pytest.raises(adapt.AdaptError):
+        adapt.shortlist({})
+
+
+def test_public_sample_is_class_balanced_in_every_prefix() -> None:
+    from grader.pipeline import _public_sample
+
+    labels = np.repeat(np.arange(10, dtype=np.uint8), 300)
+    images = np.arange(len(labels), dtype=np.int64)[:, None]
+    x, y = _public_sample(images, labels, 1000)
+    assert len(y) == 1000 and np.array_equal(labels[x[:, 0]], y)
+    for n in (10, 200, 1000):
+        assert np.all(np.bincount(y[:n], minlength=10) == n // 10)
+    again, _ = _public_sample(images, labels, 1000)
+    assert np.array_equal(x, again)  # the same sample on every run
+    # a teacher's split with a rare class still gives a balanced sample
+    few = np.concatenate([labels[:300 * 9], np.full(5, 9, np.uint8)])
+    _, y_few = _public_sample(np.zeros((len(few), 1)), few, 1000)
+    assert np.all(np.bincount(y_few, minlength=10) == 5)

@@ -46,7 +46,7 @@ class Criterion(BaseModel):
             id=self.id,
             title=self.title,
             outcome=outcome,
-            points=round(self.points * fraction, 4),
+            points=round(self.points * fraction, 2),  # grade books keep hundredths
             max_points=self.points,
             message=message,
             detail=detail,
