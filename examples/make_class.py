@@ -3,7 +3,7 @@
     python examples/make_class.py [--data DIR] [--only-missing] [--skip-large]
 
 `submissions/` is the hw10 class, `submissions-hw9/` the hw9 class. Small models are committed;
-the two VGG16 models (~59 MB each, random base since weights=None) are git-ignored and built by
+the two VGG16 models (59 and 116 MB, random base since weights=None) are git-ignored and built by
 `--only-missing` (what `make example` runs). Seeded, so a rebuild gives the same files' behaviour.
 Data: found as the grader finds it (--data, $GRADER_HIDDEN_TESTS, [tool.grader] of pyproject.toml, caches).
 Only the train split is read: t10k is the grader's hidden test set.

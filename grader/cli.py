@@ -227,3 +227,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
 
 def entry() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -171,8 +172,23 @@ def run(request: WorkerRequest) -> None:
         tmp.replace(out_dir / f"result-{item.index}.json")
 
 
+def _exit_with_parent(poll: float = 1.0) -> None:
+    """Stop this worker when the grader that started it is gone (kill -9 gives it no chance to kill
+    its workers): the worker runs in its own session, so nothing else would stop it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _exit_with_parent()
     try:
         request = WorkerRequest.model_validate_json(Path(argv[1]).read_text())
         run(request)

@@ -90,3 +90,40 @@ def test_many_candidates_are_screened_then_the_best_scored_on_the_whole_sample(b
     assert list(result.screening) == every
     assert list(result.candidates) == adapt.shortlist(result.screening)
     assert result.candidate == adapt.choose(result.candidates)
+
+
+def test_worker_stops_when_the_grader_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the grader leaves its worker orphaned (it runs in its own session); the worker's
+    parent watch must end it instead of letting it run for the rest of its time limit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    worker = ("import os, time, sys; from grader.evaluate import _exit_with_parent; _exit_with_parent(poll=0.1); "
+              f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)")
+    grader = (f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {worker!r}], start_new_session=True); "
+              "time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", grader])
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the worker did not start"
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError("the orphaned worker kept running after its grader was killed")
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"

@@ -6,6 +6,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +144,66 @@ def test_cli_checks_lists_every_check() -> None:
     out = io.StringIO()
     assert main(["checks"], stdout=out) == 0
     assert "min_accuracy:" in out.getvalue() and "threshold" in out.getvalue()
+
+
+def _workers_under(folder: Path) -> list[int]:
+    """Processes whose command line mentions `folder` (the grader's workers get a request path there)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(folder) in cmdline and "grader.evaluate" in cmdline:
+                pids.append(int(proc.name))
+    return pids
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to find worker processes")
+def test_ctrl_c_and_kill_9_lose_nothing_and_leave_no_worker(klass: Path, fmnist_dir: Path, tmp_path: Path) -> None:
+    subs = tmp_path / "subs"
+    for name in ("s1", "s2", "s3", "s4"):
+        (subs / name).mkdir(parents=True)
+        shutil.copy(klass / "good" / "cnn.keras", subs / name / "cnn.keras")
+    out, scratch = tmp_path / "out", tmp_path / "tmp"
+    scratch.mkdir()
+    cmd = [sys.executable, "-m", "grader.cli", str(subs), "--assignment", "hw10", "--hidden-tests", str(fmnist_dir),
+           "--out", str(out), "-q", "--no-download"]
+    env = {**os.environ, "TMPDIR": str(scratch)}  # the run's scratch (and its workers' requests) live here
+    cached = lambda: len(list((out / ".evidence").glob("*.json"))) if (out / ".evidence").is_dir() else 0  # noqa: E731
+
+    # Ctrl-C after the first submission: exit 130, a message, the running worker killed
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: cached() >= 1, 300, "the first cached evidence")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    assert _workers_under(scratch) == []
+    first = cached()
+
+    # kill -9 of the grader while a worker runs: the orphaned worker stops by itself
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: _workers_under(scratch) != [], 120, "a worker to start")
+    proc.kill()
+    proc.wait()
+    _wait_for(lambda: _workers_under(scratch) == [], 15, "the orphaned worker to stop")
+
+    # the next run resumes: nothing gathered before is gathered again
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    match = re.search(r"\((\d+) gathered, (\d+) from cache\)", done.stdout)
+    assert match, done.stdout
+    gathered, from_cache = map(int, match.groups())
+    assert from_cache >= first >= 1 and gathered + from_cache == 4
+    assert len(json.loads((out / "results.json").read_text())["students"]) == 4
