@@ -47,6 +47,12 @@ def _grade_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", metavar="STUDENT", help="grade only these students")
     p.add_argument("--format", default="html,csv,json", help="comma-separated sinks (default html,csv,json)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per model (default 1800)")
+    p.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
+                   help="isolation of student models: bwrap (bubblewrap), none, or auto: bwrap when usable (default)")
+    p.add_argument("--memory-limit", type=float, default=8.0, metavar="GB",
+                   help="address space one evaluation may use, in GB (default 8)")
+    p.add_argument("--allow-unsandboxed-code", action="store_true",
+                   help="without a sandbox, still run models whose layers carry code (Lambda, custom classes)")
     p.add_argument("--no-cache", action="store_true", help="gather all evidence again instead of reusing it")
     p.add_argument("--no-download", action="store_true", help="never download the data set")
     p.add_argument("--own-test-set", action="store_true",
@@ -140,6 +146,7 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
         public_data=args.public_data or defaults.get("public_data"),  # type: ignore[arg-type]
         only=tuple(args.only or ()), formats=formats, timeout_per_model=args.timeout, cache=not args.no_cache,
         download=not args.no_download, verify_checksums=not args.own_test_set, project_root=root,
+        sandbox=args.sandbox, memory_limit_gb=args.memory_limit, allow_unsandboxed_code=args.allow_unsandboxed_code,
     )
     progress, update = _progress(stderr, args.quiet)
     if progress is not None:

@@ -37,6 +37,16 @@ class WorkerModel(Frozen):
     index: int
     path: str  # absolute path of the model file (read-only input)
     keras_version: str | None = None
+    runs_code: bool = False  # the model has Lambda/custom layers: load it with a loader that runs them
+
+
+class Limits(Frozen):
+    """Resource limits the worker sets on itself before it opens any student file (None: no limit)."""
+
+    memory_bytes: int | None = 8 * 1024**3  # address space (RLIMIT_AS)
+    cpu_seconds: int | None = None  # RLIMIT_CPU
+    open_files: int = 512  # RLIMIT_NOFILE
+    file_bytes: int = 1024**3  # largest file it may write (RLIMIT_FSIZE)
 
 
 class WorkerRequest(Frozen):
@@ -50,6 +60,7 @@ class WorkerRequest(Frozen):
     stats_std: float
     out_dir: str
     batch_size: int = 256
+    limits: Limits = Limits()
 
 
 class WorkerModelResult(Frozen):
@@ -74,8 +85,10 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:400]}"
 
 
-def _load(path: str, keras_version: str | None) -> tuple[Any, str, list[str]]:
-    """Load a model without running student code; returns (model, loader description, warnings)."""
+def _load(path: str, keras_version: str | None, runs_code: bool = False) -> tuple[Any, str, list[str]]:
+    """Load a model; returns (model, loader description, warnings). Student code runs only when
+    `runs_code` is set, which the grader does only inside the sandbox: Keras 3 then loads with
+    ``safe_mode=False``; tf_keras runs a Keras 2 file's Lambda bytecode whatever the flag."""
     errors: list[str] = []
     order = ["tf_keras", "keras"] if (keras_version or "").startswith("2.") else ["keras", "tf_keras"]
     if path.endswith(".keras") and order[0] == "tf_keras":
@@ -85,8 +98,9 @@ def _load(path: str, keras_version: str | None) -> tuple[Any, str, list[str]]:
             if name == "keras":
                 import keras
 
-                model = keras.models.load_model(path, compile=False, safe_mode=True)
-                return model, f"keras {keras.__version__} (safe mode)", errors
+                model = keras.models.load_model(path, compile=False, safe_mode=not runs_code)
+                mode = "running the model's own code" if runs_code else "safe mode"
+                return model, f"keras {keras.__version__} ({mode})", errors
             import tf_keras
 
             model = tf_keras.models.load_model(path, compile=False)
@@ -124,7 +138,7 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
     start = time.perf_counter()
     warnings: list[str] = []
     try:
-        model, loader, load_errors = _load(item.path, item.keras_version)
+        model, loader, load_errors = _load(item.path, item.keras_version, item.runs_code)
         if load_errors:
             warnings.append("first loader failed, another one read the file: " + "; ".join(load_errors))
         input_shape = _shape(model.input_shape)
@@ -159,7 +173,26 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
                                  seconds=time.perf_counter() - start)
 
 
+def apply_limits(limits: Limits) -> None:
+    """Lower this process's resource limits (never raise them above what it already has)."""
+    import resource
+
+    def lower(which: int, value: int | None) -> None:
+        if value is None:
+            return
+        soft, hard = resource.getrlimit(which)
+        new_hard = value if hard == resource.RLIM_INFINITY else min(hard, value)
+        resource.setrlimit(which, (min(value, new_hard), new_hard))
+
+    lower(resource.RLIMIT_AS, limits.memory_bytes)
+    lower(resource.RLIMIT_CPU, limits.cpu_seconds)
+    lower(resource.RLIMIT_NOFILE, limits.open_files)
+    lower(resource.RLIMIT_FSIZE, limits.file_bytes)
+    lower(resource.RLIMIT_CORE, 0)
+
+
 def run(request: WorkerRequest) -> None:
+    apply_limits(request.limits)
     out_dir = Path(request.out_dir)
     hidden = np.load(request.hidden_images, allow_pickle=False)
     public_x = np.load(request.public_images, allow_pickle=False)

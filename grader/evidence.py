@@ -138,6 +138,8 @@ class ModelEvidence(Frozen):
     metrics: Metrics | None = None
     output_note: str | None = None  # e.g. "outputs are logits; softmax applied for confidences"
     error: str | None = None
+    # how the process that evaluated it ended, when it did not end well: timeout, out_of_memory, killed, error
+    outcome: Literal["timeout", "out_of_memory", "killed", "error"] | None = None
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
 

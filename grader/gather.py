@@ -21,7 +21,7 @@ from grader import metrics as _metrics
 from grader._version import __version__
 from grader.adapt import SCREEN_SIZE, Stats
 from grader.discover import SubmissionFile, Submission, extract_models, file_sha256, list_files
-from grader.evaluate import WorkerModel, WorkerModelResult, WorkerRequest
+from grader.evaluate import Limits, WorkerModel, WorkerModelResult, WorkerRequest
 from grader.evidence import (
     AppCall,
     Architecture,
@@ -34,10 +34,12 @@ from grader.evidence import (
 from grader.inspect import InspectError, inspect_model_file
 from grader.kaggle import looks_like_kaggle, read_kaggle
 from grader.notebooks import read_notebook
+from grader.precheck import precheck
 from grader.pretrained import decide_pretrained
-from grader.sandbox import run_worker
+from grader.sandbox import Isolation, classify, describe, run_worker
 
 MAX_PREDICTION_BYTES = 512 * 1024**2
+MAX_RESULT_BYTES = 1024**2  # a worker's JSON answer for one model
 # Part of the evidence cache key: bump it whenever a change here, in the worker or in the inputs
 # would give different evidence for the same files, so that cached evidence is not reused across it.
 GATHER_FORMAT = "2"  # 2: class-interleaved public sample, screened preprocessing candidates
@@ -77,6 +79,13 @@ class GatherOptions:
     batch_size: int = 256
     reference_weights: Path | None = None  # folder with official application weights (e.g. VGG16 notop)
     cancel: threading.Event | None = None  # set by the caller on Ctrl-C: running workers are killed
+    isolation: Isolation = "none"
+    limits: Limits = Limits()
+    allow_unsandboxed_code: bool = False  # run Lambda/custom layers even without a sandbox (teacher's choice)
+
+    @property
+    def runs_code(self) -> bool:
+        return self.isolation == "bwrap" or self.allow_unsandboxed_code
 
 
 def _reference_for(arch: Architecture, folder: Path | None) -> Path | None:
@@ -91,17 +100,21 @@ def _reference_for(arch: Architecture, folder: Path | None) -> Path | None:
 
 def _inspect(f: SubmissionFile, calls: tuple[AppCall, ...], options: GatherOptions) -> ModelEvidence:
     sha = file_sha256(f.real)
+    refused = precheck(f.real, f.label)  # before inspection too: h5py would follow an external link
+    if refused:
+        return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="error", error="; ".join(refused[:3]))
     try:
         arch = inspect_model_file(f.real)
     except InspectError as exc:
         return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="error", error=str(exc))
     pretrained = decide_pretrained(arch, notebook_calls=calls, reference_weights=_reference_for(arch, options.reference_weights),
                                    model_path=f.real)
-    if arch.code_layers:
+    if arch.code_layers and not options.runs_code:
         return ModelEvidence(
             path=f.label, size_bytes=f.size, sha256=sha, status="needs_sandbox", architecture=arch, pretrained=pretrained,
             error=f"the model contains layers that carry code ({', '.join(arch.code_layers)}); loading it runs that "
-                  "code, so it is only inspected, not evaluated, until the grader's sandbox is in place",
+                  "code, and this grading run had no sandbox (bubblewrap), so the model was only inspected, not "
+                  "evaluated; your teacher can grade it on a machine with the sandbox",
         )
     return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="inspected", architecture=arch, pretrained=pretrained)
 
@@ -118,42 +131,60 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
         out = scratch / f"run{attempt}"
         out.mkdir(parents=True)
         request = WorkerRequest(
-            models=tuple(WorkerModel(index=i, path=str(models[i][1].real),
-                                     keras_version=(models[i][0].architecture.keras_version if models[i][0].architecture else None))
-                         for i in pending),
+            models=tuple(_worker_model(i, *models[i]) for i in pending),
             hidden_images=str(inputs.hidden_images), public_images=str(inputs.public_images),
             public_labels=str(inputs.public_labels), stats_mean=inputs.stats.mean, stats_std=inputs.stats.std,
-            out_dir=str(out), batch_size=options.batch_size,
+            out_dir=str(out), batch_size=options.batch_size, limits=options.limits,
         )
         outcome = run_worker(request, out, timeout=options.timeout_per_model * len(pending), device=options.device,
-                             cancel=options.cancel)
+                             isolation=options.isolation, cancel=options.cancel)
         finished = []
         for i in pending:
-            result_file = out / f"result-{i}.json"
-            if result_file.exists():
-                result = WorkerModelResult.model_validate_json(result_file.read_bytes())
+            result = _read_result(out / f"result-{i}.json")
+            if isinstance(result, str):  # garbage where the answer should be: that model's error
+                done[i] = models[i][0].model_copy(update={"status": "error", "error": result})
+                finished.append(i)
+            elif result is not None:
                 done[i] = _with_result(models[i][0], result, out, scorer, inputs.public_count)
                 finished.append(i)
         rest = [i for i in pending if i not in finished]
         if not rest:
             break
-        culprit = rest[0]
-        if outcome.timed_out:
-            why = f"evaluation did not finish within {options.timeout_per_model * len(pending):.0f} s"
-        elif outcome.returncode and outcome.returncode < 0:
-            why = f"the worker was killed by signal {-outcome.returncode} while loading or predicting this model"
-        else:
-            why = f"the worker stopped (exit {outcome.returncode}) while on this model"
-        tail = outcome.log_tail.strip().splitlines()[-3:]
-        done[culprit] = models[culprit][0].model_copy(update={"status": "error", "error": why + (": " + " | ".join(tail) if tail else "")})
+        culprit = rest[0]  # the worker goes in order: the first model without an answer is the one it died on
+        why = outcome.message or f"the process evaluating this model stopped ({outcome.kind})"
+        tail = [line for line in outcome.log_tail.strip().splitlines() if line.strip()][-3:]
+        done[culprit] = models[culprit][0].model_copy(update={
+            "status": "error", "error": why + (". Last lines of its log: " + " | ".join(tail) if tail else ""),
+            "outcome": outcome.kind if outcome.kind != "ok" else "error"})
         problems.append(f"{models[culprit][0].path}: {why}")
         pending = rest[1:]
     return done, problems
 
 
+def _worker_model(index: int, model: ModelEvidence, f: SubmissionFile) -> WorkerModel:
+    arch = model.architecture
+    return WorkerModel(index=index, path=str(f.real), keras_version=arch.keras_version if arch else None,
+                       runs_code=bool(arch and arch.code_layers))
+
+
+def _read_result(path: Path) -> WorkerModelResult | str | None:
+    """The worker's answer for one model: None when there is none, a message when it is not valid."""
+    try:
+        if not path.is_file() or path.is_symlink():
+            return None
+        if path.stat().st_size > MAX_RESULT_BYTES:
+            return "the evaluation's answer was too large to be genuine; the model may interfere with the grader"
+        return WorkerModelResult.model_validate_json(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return f"the evaluation's answer could not be read ({type(exc).__name__}); the model may interfere with the grader"
+
+
 def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path, scorer: Scorer, sample: int) -> ModelEvidence:
     update: dict[str, object] = {"seconds": round(result.seconds, 3), "warnings": model.warnings + result.warnings}
     if not result.ok or result.predictions is None:
+        if result.error and classify(1, result.error) == "out_of_memory":
+            return model.model_copy(update={**update, "status": "error", "outcome": "out_of_memory",
+                                            "error": f"{describe('out_of_memory', 1, 0)}: {result.error}"})
         return model.model_copy(update={**update, "status": "error", "error": f"could not be evaluated: {result.error}"})
     path = out / Path(result.predictions).name
     try:
@@ -208,7 +239,7 @@ def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options
         return Evidence(
             student=submission.student, status="gathered", files=tuple(f.info() for f in every), models=models,
             notebooks=tuple(notebooks), kaggle=kaggle, errors=tuple(errors), dataset=inputs.dataset,
-            content_hash=content_hash, grader_version=__version__, sandboxed=False,
+            content_hash=content_hash, grader_version=__version__, sandboxed=options.isolation == "bwrap",
             seconds=round(time.perf_counter() - start, 3),
         )
     except KeyboardInterrupt:

@@ -32,7 +32,8 @@ from grader.judge import judge
 from grader.report import write_reports
 from grader.results import Results, RunInfo
 from grader.rubric import Rubric
-from grader.sandbox import SANDBOX_NOTE
+from grader.evaluate import Limits
+from grader.sandbox import detect_isolation
 from grader.settings import Settings
 
 Progress = Callable[[str, str, int, int], None]  # (event, student, done, total)
@@ -137,10 +138,15 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         inputs, scorer, hidden_files = prepare_inputs(rubric, settings, scratch / "inputs")
         cache = EvidenceCache(out / ".evidence" if settings.cache else None)
         cancel = threading.Event()
+        isolation = detect_isolation(settings.sandbox)
+        limits = Limits(memory_bytes=int(settings.memory_limit_gb * 1024**3),
+                        cpu_seconds=int(settings.timeout_per_model * (os.cpu_count() or 1)) + 60)
         options = GatherOptions(cancel=cancel, scratch_root=scratch, device=device, timeout_per_model=settings.timeout_per_model,
+                                isolation=isolation.kind, limits=limits, allow_unsandboxed_code=settings.allow_unsandboxed_code,
                                 batch_size=settings.batch_size,
                                 reference_weights=_reference_dir(settings, hidden_files.directory))
-        settings_key = f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}|{GATHER_FORMAT}"
+        settings_key = (f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}|{GATHER_FORMAT}|"
+                        f"{options.runs_code}|{settings.memory_limit_gb}")
         evidences: list[Evidence] = []
         counts = {"cached": 0, "gathered": 0}
 
@@ -172,7 +178,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         run = RunInfo(
             grader_version=__version__, started=started, rubric_path=rubric.path, dataset=rubric.dataset,
             hidden_source=f"{hidden_files.source}: {hidden_files.directory}", hidden_sha256=inputs.hidden_sha256,
-            hidden_size=inputs.hidden_count, device=device, sandboxed=False, sandbox_note=SANDBOX_NOTE,
+            hidden_size=inputs.hidden_count, device=device, sandboxed=isolation.kind == "bwrap", sandbox_note=isolation.note,
             seconds=round(time.perf_counter() - t0, 2),
         )
         results = judge(rubric, evidences, run=run, assignment_text=_assignment_text(rubric, settings))

@@ -1,84 +1,355 @@
-"""Running the evaluation worker in a separate process.
+"""Running the evaluation worker, the one process that opens student model files with a deep-learning
+library (and, for models with `Lambda` layers or custom objects, runs student code).
 
-This is the single door to code that reads student model files with a deep-learning library. For
-now it is a plain subprocess with a scrubbed environment, a private scratch directory as working
-directory and home, and a wall-time limit; it is NOT yet a sandbox (no namespaces, no read-only
-mounts), and every report says so. The sandbox issue hardens this module without changing its
-interface: the request carries no labels, and the result is JSON and `.npy` files read without
-pickle.
+Isolation (`detect_isolation`):
+- ``bwrap`` (bubblewrap, Linux): a fresh user, mount, PID, network, IPC and UTS namespace. The worker
+  sees the system's libraries and the Python installation read-only, the grader package, the model
+  files of ONE submission (each bound read-only at ``/models/``), the unlabelled inputs read-only at
+  ``/inputs`` and its own scratch folder at ``/out`` (the only writable place besides an empty
+  ``/tmp``). It does not see the user's home, the hidden-test folder, the other submissions or the
+  report folder, has no network, no capabilities, and a seccomp filter refuses fork/vfork/clone of
+  new processes (threads are allowed), ptrace and cross-process memory access.
+- ``none``: a plain subprocess, same interface, with the same resource limits but without any of the
+  above; every report then says "not sandboxed" and models that carry code are not run.
+
+Both ways the worker sets its own resource limits before it reads any file (address space, CPU time,
+open files, size of a written file, no core dumps), its environment is scrubbed, and the grader
+kills it (and its whole process group) at the wall-time limit or on Ctrl-C. The worker's answer is
+files in the scratch folder that the grader validates (JSON with a size cap, `.npy` without pickle);
+hidden-test labels are never given to it (see grader.gather).
 """
 
 from __future__ import annotations
 
 import os
+import platform
+import shutil
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 from grader._frozen import Frozen
 from grader.evaluate import WorkerRequest
 
-SANDBOX_NOTE = "not sandboxed: models are loaded in a separate process with a time limit, but without namespace isolation"
+Isolation = Literal["bwrap", "none"]
+OutcomeKind = Literal["ok", "error", "timeout", "out_of_memory", "killed"]
+
+NOT_SANDBOXED_NOTE = ("NOT SANDBOXED: bubblewrap (bwrap) is not usable here, so models are loaded in a plain "
+                      "subprocess with resource limits only; models whose layers carry code were not run")
+SANDBOXED_NOTE = "sandboxed: models were loaded in bubblewrap (no network, read-only inputs, one submission visible)"
 _LOG_TAIL = 4000
-_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "KERAS_BACKEND")
+_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "KERAS_BACKEND")
+_SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+class IsolationInfo(Frozen):
+    kind: Isolation
+    note: str  # one line for the run summary and every report
+    detail: str = ""  # why bwrap is not used, when it is not
 
 
 class WorkerOutcome(Frozen):
+    kind: OutcomeKind
     returncode: int | None
-    timed_out: bool
     seconds: float
     log_tail: str
+    message: str = ""  # what happened, in words for a student
+
+    @property
+    def timed_out(self) -> bool:
+        return self.kind == "timeout"
 
 
-def _env(scratch: Path, device: str) -> dict[str, str]:
+# ------------------------------------------------------------------------------------------------
+# Detection
+
+
+def detect_isolation(want: Literal["auto", "bwrap", "none"] = "auto") -> IsolationInfo:
+    """Which isolation this machine gives. `auto`: bubblewrap when it works, else none (loudly)."""
+    if want == "none":
+        return IsolationInfo(kind="none", note=NOT_SANDBOXED_NOTE, detail="--sandbox none was given")
+    problem = _bwrap_problem()
+    if problem is None:
+        return IsolationInfo(kind="bwrap", note=SANDBOXED_NOTE)
+    if want == "bwrap":
+        from grader.errors import GraderError
+
+        raise GraderError(f"--sandbox bwrap: {problem}",
+                          hint="install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user namespaces, "
+                               "or use --sandbox auto")
+    return IsolationInfo(kind="none", note=f"{NOT_SANDBOXED_NOTE} ({problem})", detail=problem)
+
+
+def _bwrap_problem() -> str | None:
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return "bwrap is not installed"
+    if platform.system() != "Linux":
+        return "bubblewrap needs Linux"
+    try:
+        probe = subprocess.run([exe, *_system_binds(), "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
+                                "--proc", "/proc", "--dev", "/dev", sys.executable, "-c", "pass"],
+                               capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap could not start: {exc}"
+    if probe.returncode != 0:
+        return "bwrap cannot create namespaces here: " + probe.stderr.decode(errors="replace").strip()[:200]
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# What the sandbox sees
+
+
+def _python_roots() -> list[Path]:
+    """Folders the worker's Python needs: the installation (and a virtualenv's), and site-packages
+    that live elsewhere (user site, PYTHONPATH), resolved."""
+    roots = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(sys.executable).resolve().parent}
+    for entry in sys.path:
+        if entry and ("site-packages" in entry or "dist-packages" in entry) and Path(entry).is_dir():
+            roots.add(Path(entry).resolve())
+    out: list[Path] = []
+    for root in sorted(roots, key=lambda p: len(p.parts)):
+        if not any(root.is_relative_to(kept) for kept in out) and root.exists():
+            out.append(root)
+    return out
+
+
+def _system_binds() -> list[str]:
+    args: list[str] = []
+    for name in ("usr", "lib", "lib64", "lib32", "bin", "sbin"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "group"):
+        path = Path("/etc") / name
+        if path.exists():
+            args += ["--ro-bind", str(path), str(path)]
+    for root in _python_roots():
+        if not any(root.is_relative_to(f"/{name}") for name in ("usr", "lib", "lib64", "bin", "sbin")):
+            args += ["--ro-bind", str(root), str(root)]
+    return args
+
+
+def _safe_name(index: int, path: str) -> str:
+    name = Path(path).name
+    keep = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)[-80:]
+    return f"{index}-{keep or 'model'}"
+
+
+def _bwrap_command(request: WorkerRequest, scratch: Path, device: str) -> tuple[list[str], WorkerRequest]:
+    """The bwrap command line (without the program to run), and the request rewritten to the paths
+    the worker sees inside."""
+    inputs = {Path(p).resolve().parent for p in (request.hidden_images, request.public_images, request.public_labels)}
+    if len(inputs) != 1:
+        raise ValueError("worker inputs must live in one folder")
+    (inputs_dir,) = inputs
+    args = ["bwrap", *_system_binds(), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/models",
+            "--ro-bind", str(inputs_dir), "/inputs", "--bind", str(scratch), "/out", "--chdir", "/out",
+            # the grader package (wherever it is installed, editable or not) at a path of its own
+            "--ro-bind", str(Path(__file__).resolve().parent), "/grader-lib/grader", "--clearenv"]
+    for key, value in _env("/out", device).items():
+        args += ["--setenv", key, value]
+    models = []
+    for m in request.models:
+        inside = f"/models/{_safe_name(m.index, m.path)}"
+        args += ["--ro-bind", str(Path(m.path).resolve()), inside]
+        models.append(m.model_copy(update={"path": inside}))
+    inner = request.model_copy(update={
+        "models": tuple(models), "out_dir": "/out",
+        "hidden_images": f"/inputs/{Path(request.hidden_images).name}",
+        "public_images": f"/inputs/{Path(request.public_images).name}",
+        "public_labels": f"/inputs/{Path(request.public_labels).name}",
+    })
+    return args, inner
+
+
+def _env(home: str, device: str) -> dict[str, str]:
+    """The worker's whole environment: nothing else of the grader's (tokens, GITHUB_* secrets) is passed."""
+    inside = home == "/out"
     env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
-    env.update(HOME=str(scratch), TMPDIR=str(scratch), TF_CPP_MIN_LOG_LEVEL="3", KERAS_HOME=str(scratch / ".keras"),
-               PYTHONDONTWRITEBYTECODE="1", MPLCONFIGDIR=str(scratch))
+    env.update(HOME=home, TMPDIR="/tmp" if inside else home, TF_CPP_MIN_LOG_LEVEL="3", KERAS_HOME=f"{home}/.keras",
+               PYTHONDONTWRITEBYTECODE="1", MPLCONFIGDIR=home, PYTHONNOUSERSITE="1",
+               PATH=_SANDBOX_PATH if inside else os.environ.get("PATH", _SANDBOX_PATH))
+    if inside:
+        env["PYTHONPATH"] = "/grader-lib"
+    elif "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = "-1"
     return env
 
 
+# ------------------------------------------------------------------------------------------------
+# seccomp: no new processes (threads are fine), no ptrace, no cross-process memory access
+
+
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+# name -> syscall number per architecture (aarch64 has no fork/vfork syscalls)
+_SYSCALLS = {
+    "x86_64": {"fork": 57, "vfork": 58, "clone": 56, "clone3": 435, "ptrace": 101, "process_vm_readv": 310,
+               "process_vm_writev": 311},
+    "aarch64": {"clone": 220, "clone3": 435, "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271},
+}
+_CLONE_THREAD = 0x00010000
+_RET_ALLOW = 0x7FFF0000
+_RET_ERRNO = 0x00050000
+_EPERM, _ENOSYS = 1, 38
+_X32_BIT = 0x40000000
+
+
+def seccomp_program(machine: str | None = None) -> bytes | None:
+    """A classic-BPF seccomp filter (as bwrap's --seccomp reads it), or None for an unknown CPU.
+
+    clone3 answers ENOSYS so that glibc falls back to clone, whose flags a classic filter can read:
+    clone with CLONE_THREAD (a thread) is allowed, any other clone (a process) gets EPERM, and so do
+    fork, vfork, ptrace and process_vm_readv/writev. Another architecture's syscalls (a 32-bit ABI)
+    are refused outright.
+    """
+    machine = machine or platform.machine()
+    if machine not in _AUDIT_ARCH:
+        return None
+    nr = _SYSCALLS[machine]
+    LD_W_ABS, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+    code: list[tuple[int, int, str | None, str | None]] = []  # (opcode, k, jump-if-true, jump-if-false)
+    labels: dict[str, int] = {}
+
+    def op(opcode: int, k: int, jt: str | None = None, jf: str | None = None) -> None:
+        code.append((opcode, k, jt, jf))
+
+    op(LD_W_ABS, 4)  # seccomp_data.arch
+    op(JEQ, _AUDIT_ARCH[machine], None, "eperm")
+    op(LD_W_ABS, 0)  # seccomp_data.nr
+    if machine == "x86_64":
+        op(JGE, _X32_BIT, "eperm", None)  # the x32 ABI: same arch value, numbers with bit 30 set
+    for name, number in nr.items():
+        if name not in ("clone", "clone3"):
+            op(JEQ, number, "eperm", None)
+    op(JEQ, nr["clone3"], "enosys", None)
+    op(JEQ, nr["clone"], None, "allow")
+    op(LD_W_ABS, 16)  # low 32 bits of seccomp_data.args[0]: clone's flags (little-endian)
+    op(JSET, _CLONE_THREAD, "allow", "eperm")
+    labels["allow"] = len(code)
+    op(RET, _RET_ALLOW)
+    labels["eperm"] = len(code)
+    op(RET, _RET_ERRNO | _EPERM)
+    labels["enosys"] = len(code)
+    op(RET, _RET_ERRNO | _ENOSYS)
+
+    def offset(i: int, label: str | None) -> int:
+        return 0 if label is None else labels[label] - (i + 1)
+
+    return b"".join(struct.pack("<HBBI", opcode, offset(i, jt), offset(i, jf), k)
+                    for i, (opcode, k, jt, jf) in enumerate(code))
+
+
+# ------------------------------------------------------------------------------------------------
+# Running
+
+
 def run_worker(request: WorkerRequest, scratch: Path, *, timeout: float, device: str = "cpu",
-               cancel: threading.Event | None = None) -> WorkerOutcome:
+               isolation: Isolation = "none", cancel: threading.Event | None = None) -> WorkerOutcome:
     """Run `grader.evaluate` on `request` and wait at most `timeout` seconds (or until `cancel` is set)."""
     scratch.mkdir(parents=True, exist_ok=True)
     request_path = scratch / "request.json"
-    request_path.write_text(request.model_dump_json())
-    log_path = scratch / "worker.log"
+    log_path = scratch.parent / f"{scratch.name}.log"  # outside the worker's writable folder
+    seccomp_file = None
+    pass_fds: tuple[int, ...] = ()
+    if isolation == "bwrap":
+        prefix, inner = _bwrap_command(request, scratch, device)
+        program = seccomp_program()
+        if program is not None:
+            seccomp_file = tempfile.TemporaryFile()
+            seccomp_file.write(program)
+            seccomp_file.seek(0)
+            fd = seccomp_file.fileno()
+            prefix += ["--seccomp", str(fd)]
+            pass_fds = (fd,)
+        request_path.write_text(inner.model_dump_json())
+        command = [*prefix, sys.executable, "-s", "-m", "grader.evaluate", "/out/request.json"]
+        env = {"PATH": os.environ.get("PATH", _SANDBOX_PATH)}  # for bwrap itself; the worker's is set inside
+    else:
+        request_path.write_text(request.model_dump_json())
+        command = [sys.executable, "-m", "grader.evaluate", str(request_path)]
+        env = _env(str(scratch), device)
     start = time.perf_counter()
-    timed_out = False
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "grader.evaluate", str(request_path)],
-            cwd=scratch, env=_env(scratch, device), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    proc.wait(timeout=0.25)
-                    break
-                except subprocess.TimeoutExpired:
-                    if cancel is not None and cancel.is_set():
-                        _kill(proc)
-                        raise KeyboardInterrupt from None
-                    if time.monotonic() > deadline:
-                        timed_out = True
-                        _kill(proc)
+    kind: OutcomeKind | None = None
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(command, cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds)
+            deadline = time.monotonic() + timeout
+            try:
+                while True:
+                    try:
+                        proc.wait(timeout=0.25)
                         break
-        except BaseException:
-            _kill(proc)
-            raise
+                    except subprocess.TimeoutExpired:
+                        if cancel is not None and cancel.is_set():
+                            _kill(proc)
+                            raise KeyboardInterrupt from None
+                        if time.monotonic() > deadline:
+                            kind = "timeout"
+                            _kill(proc)
+                            break
+            except BaseException:
+                _kill(proc)
+                raise
+    finally:
+        if seccomp_file is not None:
+            seccomp_file.close()
     with open(log_path, "rb") as fh:
         fh.seek(max(0, log_path.stat().st_size - _LOG_TAIL))
         tail = fh.read().decode("utf-8", "replace")
-    return WorkerOutcome(returncode=proc.returncode, timed_out=timed_out, seconds=time.perf_counter() - start,
-                         log_tail=tail)
+    rc = proc.returncode
+    if kind is None:
+        kind = classify(rc, tail)
+    return WorkerOutcome(kind=kind, returncode=rc, seconds=time.perf_counter() - start, log_tail=tail,
+                         message=describe(kind, rc, timeout))
+
+
+_OOM_MARKS = ("MemoryError", "ResourceExhaustedError", "std::bad_alloc", "Cannot allocate memory", "out of memory",
+              "OOM when allocating")
+
+
+def classify(returncode: int | None, log_tail: str) -> OutcomeKind:
+    """ok / error / out_of_memory / killed from how the worker ended (a timeout is known by the caller)."""
+    if any(mark in log_tail for mark in _OOM_MARKS):
+        return "out_of_memory"
+    if returncode == 0:
+        return "ok"
+    if returncode is not None and (returncode < 0 or returncode >= 128):
+        return "killed"
+    return "error"
+
+
+def describe(kind: OutcomeKind, returncode: int | None, timeout: float) -> str:
+    if kind == "timeout":
+        return f"evaluation did not finish within {timeout:.0f} s, the time limit for it"
+    if kind == "out_of_memory":
+        return "evaluation ran out of memory (the grader limits how much one submission may use)"
+    if kind == "killed":
+        sig = -returncode if returncode is not None and returncode < 0 else (returncode or 0) - 128
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        what = {"SIGSEGV": "the library crashed (segmentation fault) on this model",
+                "SIGABRT": "the library aborted on this model", "SIGKILL": "the process was killed",
+                "SIGXCPU": "it used more CPU time than allowed", "SIGXFSZ": "it wrote a file larger than allowed"}
+        return f"the process evaluating this model stopped with {name}: {what.get(name, 'it was stopped by a signal')}"
+    if kind == "error":
+        return f"the process evaluating this model stopped with exit status {returncode}"
+    return ""
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

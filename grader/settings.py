@@ -24,6 +24,9 @@ class Settings(BaseModel):
     formats: tuple[str, ...] = ("html", "csv", "json")
     public_sample: int = Field(default=1000, ge=10)
     timeout_per_model: float = Field(default=1800.0, gt=0)
+    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    memory_limit_gb: float = Field(default=8.0, gt=0)  # address space of one evaluation process
+    allow_unsandboxed_code: bool = False
     batch_size: int = Field(default=256, ge=1)
     cache: bool = True
     download: bool = True
