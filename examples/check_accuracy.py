@@ -60,7 +60,8 @@ def main() -> None:
                 if m["status"] != "evaluated":
                     continue
                 path = model_file(Path(args.submissions), student["student"], m["path"], Path(tmp))
-                model, _, _ = _load(str(path), (m.get("architecture") or {}).get("keras_version"))
+                arch = m.get("architecture") or {}
+                model, _, _ = _load(str(path), arch.get("keras_version"), runs_code=bool(arch.get("code_layers")))
                 prep = m["preprocessing"]
                 x = adapt.adapt(x_test, prep["input_shape"], adapt.Candidate(prep["geometry"], prep["scale"]), stats)
                 model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -85,6 +85,24 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:400]}"
 
 
+def _notebook_names(tf_keras_module: Any = None) -> dict[str, Any]:
+    """Names that students' Lambda functions take from their notebook's namespace (`tf.image.resize`,
+    `keras.ops.repeat`, `K.repeat_elements`, `np.pi`). A saved Lambda keeps only its bytecode, so
+    without these it fails with NameError when it is called; provided only when code is run."""
+    import keras
+    import numpy
+
+    names: dict[str, Any] = {"np": numpy, "numpy": numpy, "keras": keras, "ops": keras.ops,
+                             "K": tf_keras_module.backend if tf_keras_module is not None else keras.backend}
+    try:
+        import tensorflow
+
+        names["tf"] = tensorflow
+    except ImportError:  # Keras 3 on JAX or PyTorch
+        pass
+    return names
+
+
 def _load(path: str, keras_version: str | None, runs_code: bool = False) -> tuple[Any, str, list[str]]:
     """Load a model; returns (model, loader description, warnings). Student code runs only when
     `runs_code` is set, which the grader does only inside the sandbox: Keras 3 then loads with
@@ -98,12 +116,18 @@ def _load(path: str, keras_version: str | None, runs_code: bool = False) -> tupl
             if name == "keras":
                 import keras
 
+                if runs_code:  # Keras 3 gives a loaded Lambda this module's globals, so the names go there
+                    from keras.src.utils import python_utils
+
+                    for key, value in _notebook_names().items():
+                        python_utils.__dict__.setdefault(key, value)
                 model = keras.models.load_model(path, compile=False, safe_mode=not runs_code)
                 mode = "running the model's own code" if runs_code else "safe mode"
                 return model, f"keras {keras.__version__} ({mode})", errors
             import tf_keras
 
-            model = tf_keras.models.load_model(path, compile=False)
+            model = tf_keras.models.load_model(path, compile=False,
+                                               custom_objects=_notebook_names(tf_keras) if runs_code else None)
             return model, f"tf_keras {tf_keras.__version__} (Keras 2 loader)", errors
         except Exception as exc:  # noqa: BLE001 - every loader failure is reported, then the next is tried
             errors.append(f"{name}: {_short(exc)}")

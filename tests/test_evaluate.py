@@ -127,3 +127,22 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_lambda_using_notebook_globals_loads_when_code_may_run(tmp_path: Path) -> None:
+    """Students write `Lambda(lambda x: tf.image.resize(x, ...))` in a notebook where `tf` is a global;
+    the saved bytecode names `tf`, which the loader's module does not have."""
+    import keras
+    import tensorflow as tf
+
+    fn = eval("lambda t: tf.image.resize(keras.ops.repeat(t, 3, axis=-1), (32, 32))", {"tf": tf, "keras": keras})  # noqa: S307
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(fn), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    loaded, loader, _ = _load(str(path), None, runs_code=True)
+    assert "own code" in loader
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    with pytest.raises(RuntimeError, match="no loader could read"):  # safe mode refuses the bytecode
+        _load(str(path), None, runs_code=False)
