@@ -2,7 +2,8 @@
 
 - floor:    one warm worker process loads and predicts every model (no isolation, one import);
 - naive:    a fresh `python` per submission, no sandbox (what the grader does with --sandbox none);
-- isolated: a fresh bubblewrap sandbox per submission (what the grader does by default).
+- isolated: a fresh bubblewrap sandbox (and interpreter) per submission (`Settings.zygote=False`);
+- zygote:   a process per submission forked from a pre-imported worker in bubblewrap (the default).
 
 Each model is a small CNN saved by Keras 3 (random weights: the cost of loading and predicting does
 not depend on training). Every way predicts the same 10,000 hidden-test images and scores the same
@@ -25,6 +26,7 @@ from grader import datasets  # noqa: E402
 from grader.evaluate import WorkerModel, WorkerRequest  # noqa: E402
 from grader.pipeline import _public_sample  # noqa: E402
 from grader.sandbox import detect_isolation, run_worker  # noqa: E402
+from grader.zygote import ZygotePool  # noqa: E402
 from grader.settings import project_defaults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,14 +69,20 @@ def main() -> None:
                                  out_dir=str(out))
 
         def timed(label: str, runs: list[list[tuple[int, Path]]], kind: str) -> float:
+            pool = ZygotePool(inputs, root / "slots", "cpu") if kind == "zygote" else None
             t0 = time.perf_counter()
             for k, items in enumerate(runs):
                 out = root / f"{label}-{k}"
-                outcome = run_worker(request(items, out), out, timeout=600, isolation=kind)  # type: ignore[arg-type]
+                if pool is not None:
+                    outcome = pool.run(request(items, out), out, timeout=600)
+                else:
+                    outcome = run_worker(request(items, out), out, timeout=600, isolation=kind)  # type: ignore[arg-type]
                 done = len(list(out.glob("result-*.json")))
                 if outcome.kind != "ok" or done != len(items):
                     raise SystemExit(f"{label}: worker failed ({outcome.kind}): {outcome.log_tail[-500:]}")
             seconds = time.perf_counter() - t0
+            if pool is not None:
+                pool.close()
             print(f"{label:9} {seconds:8.1f} s  ({seconds / n:.2f} s per model)", flush=True)
             return seconds
 
@@ -87,6 +95,8 @@ def main() -> None:
         if isolation.kind == "bwrap":
             isolated = timed("isolated", one_each, "bwrap")
             print(f"isolated / floor: {isolated / floor:.2f}x")
+            zygote = timed("zygote", one_each, "zygote")
+            print(f"zygote / floor:   {zygote / floor:.2f}x   (the grader's default; the zygote's start is included)")
         else:
             print(f"isolated: not measured ({isolation.detail})")
 

@@ -53,6 +53,8 @@ def _grade_parser() -> argparse.ArgumentParser:
                    help="address space one evaluation may use, in GB (default 8)")
     p.add_argument("--allow-unsandboxed-code", action="store_true",
                    help="without a sandbox, still run models whose layers carry code (Lambda, custom classes)")
+    p.add_argument("--no-zygote", action="store_true",
+                   help="start a fresh sandboxed Python per submission instead of forking a pre-imported one (slower)")
     p.add_argument("--no-cache", action="store_true", help="gather all evidence again instead of reusing it")
     p.add_argument("--no-download", action="store_true", help="never download the data set")
     p.add_argument("--own-test-set", action="store_true",
@@ -147,6 +149,7 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
         only=tuple(args.only or ()), formats=formats, timeout_per_model=args.timeout, cache=not args.no_cache,
         download=not args.no_download, verify_checksums=not args.own_test_set, project_root=root,
         sandbox=args.sandbox, memory_limit_gb=args.memory_limit, allow_unsandboxed_code=args.allow_unsandboxed_code,
+        zygote=not args.no_zygote,
     )
     progress, update = _progress(stderr, args.quiet)
     if progress is not None:

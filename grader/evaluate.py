@@ -38,6 +38,7 @@ class WorkerModel(Frozen):
     path: str  # absolute path of the model file (read-only input)
     keras_version: str | None = None
     runs_code: bool = False  # the model has Lambda/custom layers: load it with a loader that runs them
+    input_shape: tuple[int | None, ...] | None = None  # from the static inspection, when known
 
 
 class Limits(Frozen):
@@ -142,6 +143,19 @@ def _shape(value: Any) -> tuple[int | None, ...]:
     return tuple(None if d is None else int(d) for d in value)
 
 
+def _input_shape(model: Any, inspected: tuple[int | None, ...] | None) -> tuple[int | None, ...]:
+    """The model's input shape. Keras 3 swallows an exception raised while a loaded Sequential is
+    built (a Lambda's NameError or MemoryError) and leaves it unbuilt; calling it once on zeros of the
+    shape read from the file brings the real error up, which is what the student needs to see."""
+    try:
+        return _shape(model.input_shape)
+    except AttributeError:
+        if inspected is None or len(inspected) < 2:
+            raise
+        model(np.zeros((1, *(d or 32 for d in inspected[1:])), dtype=np.float32))
+        return tuple(inspected)
+
+
 def _predict(model: Any, images: np.ndarray, input_shape: tuple[int | None, ...], cand: adapt.Candidate,
              stats: adapt.Stats, batch_size: int) -> np.ndarray:
     """Predict in chunks so that large inputs (224×224×3) never exist for the whole set at once."""
@@ -165,7 +179,7 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
         model, loader, load_errors = _load(item.path, item.keras_version, item.runs_code)
         if load_errors:
             warnings.append("first loader failed, another one read the file: " + "; ".join(load_errors))
-        input_shape = _shape(model.input_shape)
+        input_shape = _input_shape(model, item.input_shape)
         output_shape = _shape(model.output_shape)
         every = {c.key: c for c in adapt.candidates(input_shape)}
 

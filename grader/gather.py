@@ -37,6 +37,7 @@ from grader.notebooks import read_notebook
 from grader.precheck import precheck
 from grader.pretrained import decide_pretrained
 from grader.sandbox import Isolation, classify, describe, run_worker
+from grader.zygote import ZygotePool
 
 MAX_PREDICTION_BYTES = 512 * 1024**2
 MAX_RESULT_BYTES = 1024**2  # a worker's JSON answer for one model
@@ -82,6 +83,7 @@ class GatherOptions:
     isolation: Isolation = "none"
     limits: Limits = Limits()
     allow_unsandboxed_code: bool = False  # run Lambda/custom layers even without a sandbox (teacher's choice)
+    zygotes: ZygotePool | None = None  # pre-imported sandboxed workers; None: a fresh worker per submission
 
     @property
     def runs_code(self) -> bool:
@@ -136,8 +138,12 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
             public_labels=str(inputs.public_labels), stats_mean=inputs.stats.mean, stats_std=inputs.stats.std,
             out_dir=str(out), batch_size=options.batch_size, limits=options.limits,
         )
-        outcome = run_worker(request, out, timeout=options.timeout_per_model * len(pending), device=options.device,
-                             isolation=options.isolation, cancel=options.cancel)
+        timeout = options.timeout_per_model * len(pending)
+        if options.zygotes is not None:
+            outcome = options.zygotes.run(request, out, timeout=timeout, cancel=options.cancel)
+        else:
+            outcome = run_worker(request, out, timeout=timeout, device=options.device, isolation=options.isolation,
+                                 cancel=options.cancel)
         finished = []
         for i in pending:
             result = _read_result(out / f"result-{i}.json")
@@ -164,7 +170,7 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
 def _worker_model(index: int, model: ModelEvidence, f: SubmissionFile) -> WorkerModel:
     arch = model.architecture
     return WorkerModel(index=index, path=str(f.real), keras_version=arch.keras_version if arch else None,
-                       runs_code=bool(arch and arch.code_layers))
+                       runs_code=bool(arch and arch.code_layers), input_shape=arch.input_shape if arch else None)
 
 
 def _read_result(path: Path) -> WorkerModelResult | str | None:

@@ -34,6 +34,7 @@ from grader.results import Results, RunInfo
 from grader.rubric import Rubric
 from grader.evaluate import Limits
 from grader.sandbox import detect_isolation
+from grader.zygote import ZygotePool
 from grader.settings import Settings
 
 Progress = Callable[[str, str, int, int], None]  # (event, student, done, total)
@@ -133,6 +134,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         raise GraderError(f"{path}: no submissions found", hint="the folder should hold one sub-folder per student")
     device = _device(settings.device)
     scratch = Path(tempfile.mkdtemp(prefix="grader-run-"))
+    zygotes: ZygotePool | None = None
     notify = progress or (lambda *args: None)
     try:
         inputs, scorer, hidden_files = prepare_inputs(rubric, settings, scratch / "inputs")
@@ -141,8 +143,11 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         isolation = detect_isolation(settings.sandbox)
         limits = Limits(memory_bytes=int(settings.memory_limit_gb * 1024**3),
                         cpu_seconds=int(settings.timeout_per_model * (os.cpu_count() or 1)) + 60)
+        zygotes = (ZygotePool(inputs.hidden_images.parent, scratch / "slots", device)
+                   if isolation.kind == "bwrap" and settings.zygote else None)
         options = GatherOptions(cancel=cancel, scratch_root=scratch, device=device, timeout_per_model=settings.timeout_per_model,
                                 isolation=isolation.kind, limits=limits, allow_unsandboxed_code=settings.allow_unsandboxed_code,
+                                zygotes=zygotes,
                                 batch_size=settings.batch_size,
                                 reference_weights=_reference_dir(settings, hidden_files.directory))
         settings_key = (f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}|{GATHER_FORMAT}|"
@@ -185,6 +190,8 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         written = write_reports(results, out, settings.formats)
         return GradeOutcome(results=results, written=written, cached=counts["cached"], gathered=counts["gathered"])
     finally:
+        if zygotes is not None:
+            zygotes.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -27,6 +27,7 @@ class Settings(BaseModel):
     sandbox: Literal["auto", "bwrap", "none"] = "auto"
     memory_limit_gb: float = Field(default=8.0, gt=0)  # address space of one evaluation process
     allow_unsandboxed_code: bool = False
+    zygote: bool = True  # sandboxed workers fork from a pre-imported one instead of starting Python each time
     batch_size: int = Field(default=256, ge=1)
     cache: bool = True
     download: bool = True

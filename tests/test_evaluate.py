@@ -146,3 +146,19 @@ def test_lambda_using_notebook_globals_loads_when_code_may_run(tmp_path: Path) -
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     with pytest.raises(RuntimeError, match="no loader could read"):  # safe mode refuses the bytecode
         _load(str(path), None, runs_code=False)
+
+
+def test_a_lambda_that_fails_while_loading_reports_its_own_error(tmp_path: Path, fmnist_dir: Path) -> None:
+    """Keras 3 swallows the Lambda's exception while building a loaded Sequential and later says only
+    'has no defined input shape yet'; the student needs the NameError."""
+    import keras
+
+    fn = eval("lambda t: t * undefined_scale", {"undefined_scale": 2.0})  # noqa: S307 - a global the loader lacks
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(fn), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    x = np.zeros((20, 28, 28), np.uint8)
+    item = WorkerModel(index=0, path=str(path), runs_code=True, input_shape=(None, 28, 28, 1))
+    result = evaluate_one(item, x[:5], x, np.arange(20) % 10, adapt.Stats(0.3, 0.3), tmp_path, 8)
+    assert not result.ok and "NameError" in (result.error or "") and "undefined_scale" in (result.error or "")

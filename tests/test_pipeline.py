@@ -151,7 +151,8 @@ def test_cli_checks_lists_every_check() -> None:
 
 
 def _workers_under(folder: Path) -> list[int]:
-    """Processes whose command line mentions `folder` (the grader's workers get a request path there)."""
+    """The grader's workers: a fresh worker gets a request path under `folder`; a sandbox's bwrap
+    names its folders there; a zygote's Python names only its module (one grading runs at a time here)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit() and int(proc.name) != os.getpid():
@@ -159,7 +160,7 @@ def _workers_under(folder: Path) -> list[int]:
                 cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if str(folder) in cmdline and "grader.evaluate" in cmdline:
+            if "grader.zygote" in cmdline or (str(folder) in cmdline and ("grader.evaluate" in cmdline or "bwrap" in cmdline)):
                 pids.append(int(proc.name))
     return pids
 
