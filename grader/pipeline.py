@@ -141,6 +141,11 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         cache = EvidenceCache(out / ".evidence" if settings.cache else None)
         cancel = threading.Event()
         isolation = detect_isolation(settings.sandbox)
+        if device == "gpu" and isolation.kind == "bwrap":  # no device nodes inside the sandbox yet (issue 7)
+            if settings.device == "gpu":
+                raise GraderError("--device gpu: the sandbox does not pass the GPU through yet",
+                                  hint="use --device cpu, or --sandbox none --device gpu on a machine you trust the models on")
+            device = "cpu"
         limits = Limits(memory_bytes=int(settings.memory_limit_gb * 1024**3),
                         cpu_seconds=int(settings.timeout_per_model * (os.cpu_count() or 1)) + 60)
         zygotes = (ZygotePool(inputs.hidden_images.parent, scratch / "slots", device)
