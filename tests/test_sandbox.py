@@ -118,6 +118,10 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path):  # type
                 "    if pid == 0:\n        os._exit(0)\n    n += 1\nif n:\n    raise RuntimeError('FORKED %d' % n)",
         "memory": "x = []\nwhile True:\n    x.append(bytearray(256 * 1024 * 1024))",
         "sleep": "import time\ntime.sleep(10 ** 6)",
+        "env-secrets": "bad = [k for k in os.environ if 'GITHUB' in k or 'TOKEN' in k or 'SECRET' in k]\n"
+                       "if bad:\n    raise RuntimeError('ENV ' + ' '.join(bad))",
+        "segfault": "import ctypes\nctypes.string_at(0)",
+        "garbage-stdout": "import sys\nsys.stdout.write('\\x00\\xff garbage ' * 100000)\nsys.stdout.flush()",
     }
     os.environ["GRADER_TEST_BUILDING"] = "1"
     try:
@@ -162,10 +166,14 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path):  # type
     before = _tree_digest(subs)
 
     rubric = load_rubric(ROOT / "rubrics" / "hw10.yaml")
+    os.environ["GITHUB_TOKEN"] = os.environ["GRADER_TEST_SECRET"] = "s3cret"  # the grader's environment has secrets
     common = dict(hidden_tests=fmnist_dir, download=False, public_sample=200, project_root=ROOT, sandbox="bwrap",
                   memory_limit_gb=3.0, timeout_per_model=60.0)
     alone = grade(subs, rubric, Settings(out=root / "alone", only=("good",), **common))  # type: ignore[arg-type]
-    outcome = grade(subs, rubric, Settings(out=root / "out", jobs=2, **common))  # type: ignore[arg-type]
+    try:
+        outcome = grade(subs, rubric, Settings(out=root / "out", jobs=2, **common))  # type: ignore[arg-type]
+    finally:
+        del os.environ["GITHUB_TOKEN"], os.environ["GRADER_TEST_SECRET"]
     listener.stop.set()
     return {s.student: s for s in outcome.results.students}, alone.results.students[0], outcome, canary, listener, \
         subs, before, weird
@@ -205,6 +213,24 @@ def test_no_new_processes(hostile) -> None:  # type: ignore[no-untyped-def]
     students, *_ = hostile
     model = _model(students, "fork")
     assert model.status == "evaluated", model.error  # the payload raises if any fork succeeded
+
+
+def test_secrets_in_the_environment_do_not_reach_the_worker(hostile) -> None:  # type: ignore[no-untyped-def]
+    students, *_ = hostile
+    model = _model(students, "env-secrets")
+    assert model.status == "evaluated", model.error  # the payload raises if it sees a token
+
+
+def test_a_crash_is_reported_as_such(hostile) -> None:  # type: ignore[no-untyped-def]
+    students, *_ = hostile
+    model = _model(students, "segfault")
+    assert model.status == "error" and model.outcome == "killed"
+    assert "SIGSEGV" in (model.error or "") and "crashed" in (model.error or "")
+
+
+def test_garbage_on_stdout_changes_nothing(hostile) -> None:  # type: ignore[no-untyped-def]
+    students, *_ = hostile
+    assert _model(students, "garbage-stdout").status == "evaluated"
 
 
 def test_memory_hog_is_stopped_with_a_clear_message(hostile) -> None:  # type: ignore[no-untyped-def]
@@ -337,3 +363,31 @@ def test_control_the_same_attacks_succeed_without_the_sandbox(tmp_path: Path, fm
     assert len(outcome.results.students) == 4
     assert sorted(p.name for p in canary.iterdir()) == ["forked", "pwned", "read"]
     assert listener.connections >= 1
+
+
+def _with_config_layer(src: Path, dst: Path, layer: dict) -> Path:
+    """A copy of the h5 model `src` whose config gains `layer` (nothing else changes)."""
+    shutil.copy(src, dst)
+    with h5py.File(dst, "a") as f:
+        config = json.loads(f.attrs["model_config"])
+        config["config"]["layers"].append(layer)
+        f.attrs["model_config"] = json.dumps(config)
+    return dst
+
+
+def test_precheck_refuses_layers_that_load_from_paths(tmp_path: Path) -> None:
+    from grader.precheck import precheck
+
+    _plain_model(tmp_path / "plain.h5")
+    assert precheck(tmp_path / "plain.h5") == []
+    tfsm = _with_config_layer(tmp_path / "plain.h5", tmp_path / "tfsm.h5",
+                              {"class_name": "TFSMLayer", "config": {"name": "saved", "filepath": "/home/t/model"}})
+    (problem,) = precheck(tfsm)
+    assert "'saved' is a TFSMLayer" in problem and "tfsm.h5" in problem
+    lookup = _with_config_layer(tmp_path / "plain.h5", tmp_path / "lookup.h5",
+                                {"class_name": "StringLookup", "config": {"name": "words", "vocabulary": "/etc/passwd"}})
+    (problem,) = precheck(lookup)
+    assert "reads its vocabulary from the path '/etc/passwd'" in problem
+    inline = _with_config_layer(tmp_path / "plain.h5", tmp_path / "inline.h5",
+                                {"class_name": "StringLookup", "config": {"name": "words", "vocabulary": ["a", "b"]}})
+    assert precheck(inline) == []  # a vocabulary stored in the file is fine
