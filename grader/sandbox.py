@@ -145,32 +145,46 @@ def _safe_name(index: int, path: str) -> str:
     return f"{index}-{keep or 'model'}"
 
 
-def _bwrap_command(request: WorkerRequest, scratch: Path, device: str) -> tuple[list[str], WorkerRequest]:
-    """The bwrap command line (without the program to run), and the request rewritten to the paths
-    the worker sees inside."""
-    inputs = {Path(p).resolve().parent for p in (request.hidden_images, request.public_images, request.public_labels)}
-    if len(inputs) != 1:
-        raise ValueError("worker inputs must live in one folder")
-    (inputs_dir,) = inputs
+def bwrap_base(inputs_dir: Path, env: dict[str, str]) -> list[str]:
+    """The bwrap options every sandbox shares: new namespaces, no capabilities, the read-only system,
+    Python, grader package (at /grader-lib, found through PYTHONPATH whether installed editable or
+    not) and unlabelled inputs (at /inputs), and exactly `env` as the environment. The caller adds
+    its writable folder and the program."""
     args = ["bwrap", *_system_binds(), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/models",
-            "--ro-bind", str(inputs_dir), "/inputs", "--bind", str(scratch), "/out", "--chdir", "/out",
-            # the grader package (wherever it is installed, editable or not) at a path of its own
+            "--proc", "/proc", "--dev", "/dev", "--ro-bind", str(inputs_dir), "/inputs",
             "--ro-bind", str(Path(__file__).resolve().parent), "/grader-lib/grader", "--clearenv"]
-    for key, value in _env("/out", device).items():
+    for key, value in env.items():
         args += ["--setenv", key, value]
-    models = []
-    for m in request.models:
-        inside = f"/models/{_safe_name(m.index, m.path)}"
-        args += ["--ro-bind", str(Path(m.path).resolve()), inside]
-        models.append(m.model_copy(update={"path": inside}))
-    inner = request.model_copy(update={
-        "models": tuple(models), "out_dir": "/out",
+    return args
+
+
+def inputs_dir_of(request: WorkerRequest) -> Path:
+    folders = {Path(p).resolve().parent for p in (request.hidden_images, request.public_images, request.public_labels)}
+    if len(folders) != 1:
+        raise ValueError("worker inputs must live in one folder")
+    return folders.pop()
+
+
+def inner_request(request: WorkerRequest, model_paths: list[str], out_dir: str) -> WorkerRequest:
+    """`request` as the sandboxed worker sees it: models and output where they are bound inside."""
+    return request.model_copy(update={
+        "models": tuple(m.model_copy(update={"path": path}) for m, path in zip(request.models, model_paths, strict=True)),
+        "out_dir": out_dir,
         "hidden_images": f"/inputs/{Path(request.hidden_images).name}",
         "public_images": f"/inputs/{Path(request.public_images).name}",
         "public_labels": f"/inputs/{Path(request.public_labels).name}",
     })
-    return args, inner
+
+
+def _bwrap_command(request: WorkerRequest, scratch: Path, device: str) -> tuple[list[str], WorkerRequest]:
+    """A one-off sandbox for one request: the bwrap command line (without the program to run), and the
+    request rewritten to the paths the worker sees inside."""
+    args = bwrap_base(inputs_dir_of(request), _env("/out", device))
+    args += ["--tmpfs", "/tmp", "--dir", "/models", "--bind", str(scratch), "/out", "--chdir", "/out"]
+    inside = [f"/models/{_safe_name(m.index, m.path)}" for m in request.models]
+    for m, path in zip(request.models, inside, strict=True):
+        args += ["--ro-bind", str(Path(m.path).resolve()), path]
+    return args, inner_request(request, inside, "/out")
 
 
 def _env(home: str, device: str) -> dict[str, str]:

@@ -39,7 +39,7 @@ def project_defaults(start: Path) -> dict[str, object]:
     """`[tool.grader]` from the nearest pyproject.toml at or above `start` (paths made absolute).
 
     This is how a course repository (or this project's development checkout) says where its data
-    is without a path in library code: e.g. ``hidden_tests = "../shared/data/fashion-mnist"``.
+    is without a path in library code: e.g. ``hidden_tests = "../data/fashion-mnist"`` (a folder beside the repository).
     """
     for folder in [start.resolve(), *start.resolve().parents]:
         candidate = folder / "pyproject.toml"

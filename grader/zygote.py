@@ -37,7 +37,9 @@ import time
 from pathlib import Path
 
 from grader.evaluate import WorkerRequest
-from grader.sandbox import _LOG_TAIL, WorkerOutcome, _env, _system_binds, classify, describe, seccomp_program
+from grader.sandbox import (
+    _LOG_TAIL, WorkerOutcome, _env, _safe_name, bwrap_base, classify, describe, inner_request, seccomp_program,
+)
 
 _READY_TIMEOUT = 180.0
 _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, _PR_SET_DUMPABLE = 38, 22, 2, 4
@@ -127,14 +129,9 @@ class Zygote:
 
     def _start(self) -> None:
         self.slot.mkdir(parents=True, exist_ok=True)
-        args = ["bwrap", *_system_binds(), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                "--proc", "/proc", "--dev", "/dev", "--ro-bind", str(self.inputs_dir), "/inputs",
-                "--bind", str(self.slot), "/slot", "--ro-bind", str(Path(__file__).resolve().parent), "/grader-lib/grader",
-                "--chdir", "/slot", "--remount-ro", "/", "--clearenv"]
         env = {**_env("/out", self.device), "HOME": "/slot", "KERAS_HOME": "/slot/.keras", "TMPDIR": "/slot",
                "MPLCONFIGDIR": "/slot"}
-        for key, value in env.items():
-            args += ["--setenv", key, value]
+        args = [*bwrap_base(self.inputs_dir, env), "--bind", str(self.slot), "/slot", "--chdir", "/slot", "--remount-ro", "/"]
         log = open(self.slot.parent / f"{self.slot.name}-zygote.log", "ab")  # noqa: SIM115 - lives as long as the zygote
         self.proc = subprocess.Popen([*args, sys.executable, "-s", "-m", "grader.zygote"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
@@ -172,17 +169,12 @@ class Zygote:
         folder = self.slot / name
         (folder / "models").mkdir(parents=True)
         (folder / "out").mkdir()
-        models = []
+        inside = []
         for m in request.models:
-            target = folder / "models" / f"{m.index}-{_safe(m.path)}"
+            target = folder / "models" / _safe_name(m.index, m.path)
             shutil.copyfile(m.path, target)
-            models.append(m.model_copy(update={"path": f"/slot/{name}/models/{target.name}"}))
-        inner = request.model_copy(update={
-            "models": tuple(models), "out_dir": f"/slot/{name}/out",
-            "hidden_images": f"/inputs/{Path(request.hidden_images).name}",
-            "public_images": f"/inputs/{Path(request.public_images).name}",
-            "public_labels": f"/inputs/{Path(request.public_labels).name}",
-        })
+            inside.append(f"/slot/{name}/models/{target.name}")
+        inner = inner_request(request, inside, f"/slot/{name}/out")
         (folder / "request.json").write_text(inner.model_dump_json())
         start = time.perf_counter()
         kind = None
@@ -215,11 +207,6 @@ class Zygote:
                 pass
             self.proc.wait()
             self.proc = None
-
-
-def _safe(path: str) -> str:
-    name = Path(path).name
-    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)[-80:] or "model"
 
 
 def _returncode(line: str | None) -> int | None:
