@@ -45,5 +45,6 @@ def write_reports(results: Results, out: Path, formats: Iterable[str]) -> list[P
 
 from grader.report import files as _files  # noqa: E402,F401  (registers json and csv)
 from grader.report import html as _html  # noqa: E402,F401  (registers html)
+from grader.report import autograders as _autograders  # noqa: E402,F401  (classroom, summary, gradescope, canvas, moodle)
 
 __all__ = ["get_sink", "register_sink", "sink_names", "write_reports"]

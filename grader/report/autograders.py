@@ -1,0 +1,201 @@
+"""Sinks for the places grades go besides our own pages: GitHub Classroom's autograding reporter,
+the GitHub job summary, Gradescope, and the gradebook imports of Canvas and Moodle.
+
+All are pure functions of the Results object (`classroom_result`, `gradescope_result`,
+`summary_markdown`, `canvas_frame`, `moodle_frame`) plus thin sinks that write them. The formats are
+the ones the receiving systems read (docs/autograding.md gives the facts and the sources).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from grader.report import register_sink
+from grader.report.files import _atomic_write, _cell
+from grader.results import CriterionResult, Results, StudentResult
+
+# ------------------------------------------------------------------------------------------------
+# GitHub Classroom (classroom-resources/autograding-grading-reporter@v1)
+
+_CLASSROOM_STATUS = {"pass": "pass", "partial": "fail", "fail": "fail", "skipped": "fail", "error": "error"}
+
+
+def _full(c: CriterionResult) -> bool:
+    return c.points >= c.max_points
+
+
+def classroom_result(results: Results, student: StudentResult) -> dict[str, Any]:
+    """The JSON the grading reporter reads from a runner's `result` output (before base64).
+
+    One criterion is one test with its `score` (the reporter sums them; a test without one makes the
+    total NaN), `line_no` 0 (else its log prints "line undefined"), and status pass only with full
+    points: partial credit is a `fail` with a fractional score.
+    """
+    tests = []
+    for c in student.criteria:
+        status = "pass" if c.outcome == "pass" and _full(c) else _CLASSROOM_STATUS[c.outcome]
+        tests.append({
+            "name": c.title, "status": status, "score": c.points,
+            "message": f"{c.points:g}/{c.max_points:g} points. {c.message}",
+            "test_code": f"{c.id}: {_check_of(results, c.id)}", "filename": "", "line_no": 0, "duration": 0,
+        })
+    if student.status != "gathered" or any(t["status"] == "error" for t in tests):
+        status = "error"
+    elif all(t["status"] == "pass" for t in tests):
+        status = "pass"
+    else:
+        status = "fail"
+    return {"version": 1, "status": status, "max_score": results.max_points, "tests": tests}
+
+
+def _check_of(results: Results, criterion_id: str) -> str:
+    return next((c.check for c in results.criteria if c.id == criterion_id), "")
+
+
+def classroom_output(results: Results, student: StudentResult) -> str:
+    """What the grading step sets as its `result` output: base64 of the UTF-8 JSON."""
+    return base64.b64encode(json.dumps(classroom_result(results, student), ensure_ascii=False).encode("utf-8")).decode("ascii")
+
+
+def _one_or_each(results: Results, out: Path, name: str, suffix: str) -> list[tuple[StudentResult, Path]]:
+    """One file for a single-submission run (what an autograder runs), one per student otherwise."""
+    if len(results.students) == 1:
+        return [(results.students[0], out / f"{name}{suffix}")]
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return [(s, folder / f"{_file_safe(s.student)}{suffix}") for s in results.students]
+
+
+def _file_safe(student: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in student)[:100] or "student"
+
+
+@register_sink("classroom")
+def write_classroom(results: Results, out: Path) -> list[Path]:
+    """classroom.json (one submission) or classroom/<student>.json: the reporter's JSON."""
+    return [_atomic_write(path, json.dumps(classroom_result(results, s), indent=1, ensure_ascii=False))
+            for s, path in _one_or_each(results, out, "classroom", ".json")]
+
+
+# ------------------------------------------------------------------------------------------------
+# GitHub job summary ($GITHUB_STEP_SUMMARY): Markdown
+
+_MARK = {"pass": "✅ pass", "partial": "🟡 partial", "fail": "❌ fail", "error": "⚠️ error", "skipped": "➖ skipped"}
+
+
+def _md(text: str) -> str:
+    """Text for one Markdown table cell: no line breaks, pipes escaped, no HTML."""
+    text = " ".join(text.split())
+    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([`*_\[\]])", r"\\\1", text)
+
+
+def summary_markdown(results: Results, student: StudentResult) -> str:
+    lines = [f"### {_md(results.assignment)}: {_md(student.student)} — {student.points:g} / {student.max_points:g} points", ""]
+    if student.best_accuracy is not None:
+        lines += [f"Best accuracy measured on the hidden test set: **{student.best_accuracy:.4f}**", ""]
+    lines += ["| Criterion | Result | Points | What it means |", "| --- | --- | ---: | --- |"]
+    for c in student.criteria:
+        lines.append(f"| {_md(c.title)} | {_MARK[c.outcome]} | {c.points:g} / {c.max_points:g} | {_md(c.message)} |")
+    if not results.run.sandboxed:
+        lines += ["", f"> {_md(results.run.sandbox_note)}"]
+    lines += ["", f"grader {results.run.grader_version} · {results.run.hidden_size:,} hidden test images · "
+                  f"device {results.run.device}", ""]
+    return "\n".join(lines)
+
+
+@register_sink("summary")
+def write_summary(results: Results, out: Path) -> list[Path]:
+    """summary.md: a Markdown table of criteria per student (the job summary of a workflow)."""
+    text = "\n".join(summary_markdown(results, s) for s in results.students)
+    return [_atomic_write(out / "summary.md", text)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Gradescope (/autograder/results/results.json)
+
+
+def _criterion_md(c: CriterionResult) -> str:
+    return c.message + (f"\n\n{c.detail}" if c.detail else "")
+
+
+def gradescope_result(results: Results, student: StudentResult) -> dict[str, Any]:
+    """Gradescope's results.json: top-level score, per-test score/max_score/status/output."""
+    tests = [{
+        "name": c.title, "number": str(i), "score": c.points, "max_score": c.max_points,
+        "status": "passed" if c.outcome == "pass" and _full(c) else "failed",
+        "output": c.message, "output_format": "md", "visibility": "visible",
+    } for i, c in enumerate(student.criteria, 1)]
+    output = f"{student.points:g} / {student.max_points:g} points"
+    if student.best_accuracy is not None:
+        output += f"; best accuracy on the hidden test set: {student.best_accuracy:.4f}"
+    if not results.run.sandboxed:
+        output += f"\n\n{results.run.sandbox_note}"
+    return {
+        "score": student.points, "execution_time": round(results.run.seconds), "output": output,
+        "output_format": "md", "visibility": "visible", "stdout_visibility": "hidden", "tests": tests,
+    }
+
+
+@register_sink("gradescope")
+def write_gradescope(results: Results, out: Path) -> list[Path]:
+    """gradescope.json (copy it to /autograder/results/results.json) or gradescope/<student>.json."""
+    return [_atomic_write(path, json.dumps(gradescope_result(results, s), indent=1, ensure_ascii=False))
+            for s, path in _one_or_each(results, out, "gradescope", ".json")]
+
+
+# ------------------------------------------------------------------------------------------------
+# Gradebook imports
+
+
+def gradebook_rows(results: Results) -> list[dict[str, str]]:
+    """One row per student for a gradebook: the submission folder's name, the total, a feedback line."""
+    rows = []
+    for s in results.students:
+        failed = [c.title for c in s.criteria if c.outcome != "pass"]
+        feedback = (f"{s.points:g}/{s.max_points:g}. " + ("Not met: " + "; ".join(failed) if failed else "All criteria met."))
+        rows.append({"student": s.student, "points": f"{s.points:g}", "feedback": feedback})
+    return rows
+
+
+def canvas_frame(results: Results) -> Any:
+    """Canvas gradebook import: Student, ID, SIS User ID, SIS Login ID, Section, then one column named
+    after the assignment id. The submission folder's name goes in SIS Login ID (Canvas matches rows by
+    ID, SIS User ID or SIS Login ID); Canvas ignores the Points Possible row if present."""
+    import pandas as pd
+
+    rows = [{"Student": "", "ID": "", "SIS User ID": "", "SIS Login ID": _cell(r["student"]), "Section": "",
+             _assignment_column(results): r["points"]} for r in gradebook_rows(results)]
+    return pd.DataFrame(rows, columns=["Student", "ID", "SIS User ID", "SIS Login ID", "Section", _assignment_column(results)])
+
+
+def moodle_frame(results: Results) -> Any:
+    """Moodle grade import (CSV): an identifier column (Username, to map onto the Moodle username),
+    one column per grade item and its feedback column, mapped in Moodle's import form."""
+    import pandas as pd
+
+    rows = [{"Username": _cell(r["student"]), results.assignment: r["points"], "Feedback": _cell(r["feedback"])}
+            for r in gradebook_rows(results)]
+    return pd.DataFrame(rows, columns=["Username", results.assignment, "Feedback"])
+
+
+def _assignment_column(results: Results) -> str:
+    # Canvas reads a trailing "(number)" as the id of an existing assignment; a bare name makes a new
+    # column on import (rename it "hw10 (1234)" to fill an existing assignment instead).
+    return re.sub(r"\s*\(\d+\)$", "", results.assignment)
+
+
+@register_sink("canvas")
+def write_canvas(results: Results, out: Path) -> list[Path]:
+    """canvas.csv: Canvas gradebook import."""
+    return [_atomic_write(out / "canvas.csv", canvas_frame(results).to_csv(index=False))]
+
+
+@register_sink("moodle")
+def write_moodle(results: Results, out: Path) -> list[Path]:
+    """moodle.csv: Moodle grade import."""
+    return [_atomic_write(out / "moodle.csv", moodle_frame(results).to_csv(index=False))]
