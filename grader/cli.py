@@ -185,6 +185,33 @@ def _cmd_checks(argv: list[str], stdout: TextIO) -> int:
     return ExitCode.OK
 
 
+def _cmd_bundle(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
+    from grader.bundle import KEY_ENV, make_bundle, new_key
+
+    p = argparse.ArgumentParser(
+        prog="grade bundle", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Encrypt a hidden-test folder into a bundle that only the key opens.",
+        epilog=f"The key comes from ${KEY_ENV}; without it a new key is made and printed once: keep it in a\n"
+               f"secret (GitHub: an organisation secret named {KEY_ENV}). Then:\n"
+               f"  {KEY_ENV}=... grade submissions/ --assignment hw10 --hidden-tests hidden.bundle")
+    p.add_argument("folder", type=Path, help="the hidden-test folder, e.g. hidden_tests/fashion-mnist")
+    p.add_argument("-o", "--out", type=Path, default=Path("hidden.bundle"), help="bundle file (default hidden.bundle)")
+    args = p.parse_args(argv)
+    key = os.environ.get(KEY_ENV) or ""
+    made = not key
+    if made:
+        key = new_key()
+    data = make_bundle(args.folder, key)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out} ({len(data):,} bytes)", file=stdout)
+    if made:
+        print(f"{KEY_ENV}={key}", file=stdout)
+        print(f"keep this key secret; it is not stored anywhere and opens {args.out}", file=stderr)
+    return ExitCode.OK
+
+
 def _cmd_report(argv: list[str], stdout: TextIO) -> int:
     from pydantic import ValidationError
 
@@ -214,6 +241,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     try:
         if argv[:1] == ["checks"]:
             return _cmd_checks(argv[1:], stdout)
+        if argv[:1] == ["bundle"]:
+            return _cmd_bundle(argv[1:], stdout, stderr)
         if argv[:1] == ["report"]:
             return _cmd_report(argv[1:], stdout)
         return _cmd_grade(argv, stdout, stderr)

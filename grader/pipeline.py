@@ -32,6 +32,7 @@ from grader.judge import judge
 from grader.report import write_reports
 from grader.results import Results, RunInfo
 from grader.rubric import Rubric
+from grader.bundle import KEY_ENV, is_bundle, open_bundle
 from grader.evaluate import Limits
 from grader.sandbox import detect_isolation
 from grader.zygote import ZygotePool
@@ -135,8 +136,14 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
     device = _device(settings.device)
     scratch = Path(tempfile.mkdtemp(prefix="grader-run-"))
     zygotes: ZygotePool | None = None
+    bundle_note = ""
     notify = progress or (lambda *args: None)
     try:
+        if settings.hidden_tests is not None and settings.hidden_tests.is_file() and is_bundle(settings.hidden_tests):
+            # decrypted into this run's private scratch: never bound into a sandbox, removed at the end
+            opened = open_bundle(settings.hidden_tests, os.environ.get(KEY_ENV), scratch / "hidden")
+            bundle_note = f"encrypted bundle {settings.hidden_tests.name}"
+            settings = settings.model_copy(update={"hidden_tests": opened})
         inputs, scorer, hidden_files = prepare_inputs(rubric, settings, scratch / "inputs")
         cache = EvidenceCache(out / ".evidence" if settings.cache else None)
         cancel = threading.Event()
@@ -187,7 +194,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         pool.shutdown(wait=True)
         run = RunInfo(
             grader_version=__version__, started=started, rubric_path=rubric.path, dataset=rubric.dataset,
-            hidden_source=f"{hidden_files.source}: {hidden_files.directory}", hidden_sha256=inputs.hidden_sha256,
+            hidden_source=bundle_note or f"{hidden_files.source}: {hidden_files.directory}", hidden_sha256=inputs.hidden_sha256,
             hidden_size=inputs.hidden_count, device=device, sandboxed=isolation.kind == "bwrap", sandbox_note=isolation.note,
             seconds=round(time.perf_counter() - t0, 2),
         )

@@ -110,3 +110,73 @@ def test_gradebook_cells_resist_formulas(tmp_path: Path) -> None:
     r = judge(rubric, [evidence(student="=HYPERLINK(\"x\")")], run=RUN)
     write_reports(r, tmp_path, ["canvas", "moodle"])
     assert "'=HYPERLINK" in (tmp_path / "canvas.csv").read_text() and "'=HYPERLINK" in (tmp_path / "moodle.csv").read_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# Encrypted hidden-test bundles
+
+
+def test_bundle_end_to_end_with_a_generated_key(tmp_path: Path, fmnist_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`grade bundle` encrypts the test split; grading with the key gives the same grades as the
+    plain folder; without the key, or with a wrong one, the run stops with a clear error (exit 4)."""
+    import shutil
+
+    from grader.bundle import KEY_ENV, is_bundle
+    from grader.cli import main
+    from tests._class import keras3_cnn
+
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        shutil.copy(fmnist_dir / name, hidden / name)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["bundle", str(hidden), "-o", str(tmp_path / "hidden.bundle")], stdout=out, stderr=err) == 0
+    key = next(line.split("=", 1)[1] for line in out.getvalue().splitlines() if line.startswith(f"{KEY_ENV}="))
+    bundle = tmp_path / "hidden.bundle"
+    assert is_bundle(bundle) and b"t10k-labels" not in bundle.read_bytes()  # names and contents are encrypted
+
+    sub = tmp_path / "class" / "alice"
+    sub.mkdir(parents=True)
+    keras3_cnn(fmnist_dir, sub / "cnn.keras")
+    common = [str(sub.parent), "--assignment", "hw10", "-q", "--no-download", "--format", "json,classroom"]
+    assert main([*common, "--hidden-tests", str(hidden), "--out", str(tmp_path / "plain")], stdout=io.StringIO()) == 0
+
+    err = io.StringIO()
+    assert main([*common, "--hidden-tests", str(bundle), "--out", str(tmp_path / "nokey")], stdout=io.StringIO(), stderr=err) == 4
+    assert "no key was given" in err.getvalue() and KEY_ENV in err.getvalue()
+    monkeypatch.setenv(KEY_ENV, new_wrong_key())
+    err = io.StringIO()
+    assert main([*common, "--hidden-tests", str(bundle), "--out", str(tmp_path / "wrong")], stdout=io.StringIO(), stderr=err) == 4
+    assert "the key does not open this bundle" in err.getvalue()
+
+    monkeypatch.setenv(KEY_ENV, key)
+    assert main([*common, "--hidden-tests", str(bundle), "--out", str(tmp_path / "bundled")], stdout=io.StringIO()) == 0
+    plain = json.loads((tmp_path / "plain" / "results.json").read_text())
+    bundled = json.loads((tmp_path / "bundled" / "results.json").read_text())
+    assert bundled["run"]["hidden_sha256"] == plain["run"]["hidden_sha256"]
+    assert bundled["run"]["hidden_source"] == "encrypted bundle hidden.bundle"
+    assert bundled["students"][0]["points"] == plain["students"][0]["points"]
+    assert (tmp_path / "bundled" / "classroom.json").exists()
+
+
+def new_wrong_key() -> str:
+    from grader.bundle import new_key
+
+    return new_key()
+
+
+def test_bundle_refuses_a_tampered_file(tmp_path: Path) -> None:
+    from grader.bundle import BundleError, make_bundle, new_key, open_bundle
+
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "labels.txt").write_text("secret")
+    key = new_key()
+    data = bytearray(make_bundle(tmp_path / "h", key))
+    data[-5] ^= 1
+    (tmp_path / "b").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="does not open"):
+        open_bundle(tmp_path / "b", key, tmp_path / "out")
+    (tmp_path / "good").write_bytes(make_bundle(tmp_path / "h", key))
+    opened = open_bundle(tmp_path / "good", key, tmp_path / "out2")
+    assert (opened / "labels.txt").read_text() == "secret" and (opened.stat().st_mode & 0o777) == 0o700

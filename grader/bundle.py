@@ -1,0 +1,92 @@
+"""Encrypted hidden-test bundles, for grading where students can read the repository (GitHub Classroom).
+
+A bundle is a tar of the hidden-test folder encrypted with Fernet (AES-128-CBC and HMAC-SHA256,
+from `cryptography`). The key lives in a secret (an organisation secret ``GRADER_HIDDEN_KEY``); the
+bundle can sit anywhere public (a release asset, the course repository). Only the grading step
+decrypts it, into a private folder of the grader's own run that the student-code sandbox never sees.
+
+    grade bundle hidden_tests/fashion-mnist -o hidden.bundle     # prints a new key (or uses $GRADER_HIDDEN_KEY)
+    GRADER_HIDDEN_KEY=... grade sub/ --assignment hw10 --hidden-tests hidden.bundle
+
+What this does not protect against is written in docs/classroom.md: a student who can edit the
+workflow that receives the key can print it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+from grader.errors import GraderError
+
+KEY_ENV = "GRADER_HIDDEN_KEY"
+MAGIC = b"GRADER-BUNDLE-1\n"
+MAX_BUNDLE_BYTES = 2 * 1024**3
+
+
+class BundleError(GraderError):
+    pass
+
+
+def new_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode("ascii")
+
+
+def make_bundle(folder: Path, key: str) -> bytes:
+    """Encrypt every regular file under `folder` (relative names, no links) into a bundle."""
+    from cryptography.fernet import Fernet
+
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: not a folder", hint="give the folder that holds the hidden test files")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+    return MAGIC + Fernet(_key_bytes(key)).encrypt(buffer.getvalue())
+
+
+def is_bundle(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def open_bundle(path: Path, key: str | None, dest: Path) -> Path:
+    """Decrypt `path` into `dest` (created private, 0700) and return it."""
+    from cryptography.fernet import Fernet, InvalidToken
+
+    if not key:
+        raise BundleError(f"{path} is an encrypted hidden-test bundle, but no key was given",
+                          hint=f"set ${KEY_ENV} (in GitHub Actions: from an organisation secret)")
+    if path.stat().st_size > MAX_BUNDLE_BYTES:
+        raise BundleError(f"{path}: larger than {MAX_BUNDLE_BYTES // 1024**3} GB; not a bundle this grader made")
+    data = path.read_bytes()
+    try:
+        plain = Fernet(_key_bytes(key)).decrypt(data[len(MAGIC):])
+    except InvalidToken:
+        raise BundleError(f"{path}: the key does not open this bundle (wrong key, or the file was changed)",
+                          hint=f"check ${KEY_ENV}; make the bundle again with `grade bundle` if the key was lost") from None
+    dest.mkdir(parents=True, exist_ok=True)
+    os.chmod(dest, 0o700)
+    with tarfile.open(fileobj=io.BytesIO(plain), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")  # no absolute paths, no '..', no links out, no devices
+    return dest
+
+
+def _key_bytes(key: str) -> bytes:
+    key = key.strip()
+    try:
+        from cryptography.fernet import Fernet
+
+        Fernet(key.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise BundleError(f"${KEY_ENV} is not a bundle key (44 characters of URL-safe base64)",
+                          hint="use the key `grade bundle` printed") from None
+    return key.encode("ascii")
