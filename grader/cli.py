@@ -45,6 +45,8 @@ def _grade_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden-tests", type=Path, help="folder with the hidden test split (else $GRADER_HIDDEN_TESTS, hidden_tests/, ...)")
     p.add_argument("--public-data", type=Path, help="folder with the public train split (default: found like the hidden set)")
     p.add_argument("--only", nargs="+", metavar="STUDENT", help="grade only these students")
+    p.add_argument("--single", action="store_true",
+                   help="PATH is one submission (e.g. a student's repository), even if its files are in sub-folders")
     p.add_argument("--format", default="html,csv,json", help="comma-separated sinks (default html,csv,json)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per model (default 1800)")
     p.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
@@ -146,7 +148,7 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
         out=args.out, jobs=args.jobs, device=args.device,
         hidden_tests=args.hidden_tests or defaults.get("hidden_tests"),  # type: ignore[arg-type]
         public_data=args.public_data or defaults.get("public_data"),  # type: ignore[arg-type]
-        only=tuple(args.only or ()), formats=formats, timeout_per_model=args.timeout, cache=not args.no_cache,
+        only=tuple(args.only or ()), single=args.single, formats=formats, timeout_per_model=args.timeout, cache=not args.no_cache,
         download=not args.no_download, verify_checksums=not args.own_test_set, project_root=root,
         sandbox=args.sandbox, memory_limit_gb=args.memory_limit, allow_unsandboxed_code=args.allow_unsandboxed_code,
         zygote=not args.no_zygote,

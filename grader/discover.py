@@ -57,14 +57,16 @@ def _is_submission_folder(path: Path) -> bool:
         return False
 
 
-def discover(path: str | Path, only: list[str] | None = None) -> list[Submission]:
-    """The submissions under `path`, sorted by student id; `only` restricts to those ids."""
+def discover(path: str | Path, only: list[str] | None = None, single: bool = False) -> list[Submission]:
+    """The submissions under `path`, sorted by student id; `only` restricts to those ids. `path` is
+    one submission when `single` is set (a student's repository, whatever its layout) or when it
+    holds a model, notebook or archive itself; otherwise each sub-folder is one."""
     root = Path(path)
     if not root.exists():
         raise GraderError(f"{root}: no such folder", hint="give the folder that holds one sub-folder per student")
     if not root.is_dir():
         raise GraderError(f"{root}: not a folder", hint="give the folder that holds one sub-folder per student")
-    if _is_submission_folder(root):
+    if single or _is_submission_folder(root):
         found = [Submission(student=root.resolve().name, root=str(root.resolve()))]
     else:
         found = [

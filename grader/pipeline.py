@@ -130,7 +130,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
     t0 = time.perf_counter()
     out = settings.out or Path("reports") / rubric.assignment
     _check_writable(out)
-    submissions = discover(path, list(settings.only) or None)
+    submissions = discover(path, list(settings.only) or None, single=settings.single)
     if not submissions:
         raise GraderError(f"{path}: no submissions found", hint="the folder should hold one sub-folder per student")
     device = _device(settings.device)

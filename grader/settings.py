@@ -21,6 +21,7 @@ class Settings(BaseModel):
     hidden_tests: Path | None = None
     public_data: Path | None = None  # where the PUBLIC train split is; default: found like the hidden set
     only: tuple[str, ...] = ()
+    single: bool = False  # the path is one submission (a student's repository), whatever its layout
     formats: tuple[str, ...] = ("html", "csv", "json")
     public_sample: int = Field(default=1000, ge=10)
     timeout_per_model: float = Field(default=1800.0, gt=0)
