@@ -161,7 +161,9 @@ def _predict(model: Any, images: np.ndarray, input_shape: tuple[int | None, ...]
     """Predict in chunks so that large inputs (224×224×3) never exist for the whole set at once."""
     outputs = []
     per_image = 4 * int(np.prod(adapt.target_shape(input_shape)))
-    chunk = max(batch_size, _CHUNK_BYTES // per_image)  # 10,000 at 28×28; ~430 at 224×224×3
+    # 10,000 at 28×28; 256 at 224×224×3. A whole number of batches, so that only the very last batch
+    # has an odd size: XLA (JAX) and tf.function compile once per batch shape.
+    chunk = max(batch_size, _CHUNK_BYTES // per_image // batch_size * batch_size)
     for start in range(0, len(images), chunk):
         x = adapt.adapt(images[start : start + chunk], input_shape, cand, stats)
         y = model.predict(x, batch_size=batch_size, verbose=0)

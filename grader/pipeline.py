@@ -153,7 +153,9 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
                 raise GraderError("--device gpu: the sandbox does not pass the GPU through yet",
                                   hint="use --device cpu, or --sandbox none --device gpu on a machine you trust the models on")
             device = "cpu"
-        limits = Limits(memory_bytes=int(settings.memory_limit_gb * 1024**3),
+        # No address-space limit on a GPU: the CUDA driver maps the device's memory into the process's
+        # address space, and any RLIMIT_AS a model could live with makes it fail with MemoryError.
+        limits = Limits(memory_bytes=None if device == "gpu" else int(settings.memory_limit_gb * 1024**3),
                         cpu_seconds=int(settings.timeout_per_model * (os.cpu_count() or 1)) + 60)
         zygotes = (ZygotePool(inputs.hidden_images.parent, scratch / "slots", device)
                    if isolation.kind == "bwrap" and settings.zygote else None)

@@ -44,7 +44,10 @@ NOT_SANDBOXED_NOTE = ("NOT SANDBOXED: bubblewrap (bwrap) is not usable here, so 
                       "subprocess with resource limits only; models whose layers carry code were not run")
 SANDBOXED_NOTE = "sandboxed: models were loaded in bubblewrap (no network, read-only inputs, one submission visible)"
 _LOG_TAIL = 4000
-_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "KERAS_BACKEND")
+_ENV_KEEP = ("LANG", "LC_ALL", "TZ", "KERAS_BACKEND",
+             # where the GPU libraries are and how the backends may use the device (no secrets in these)
+             "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "XLA_FLAGS", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+             "XLA_PYTHON_CLIENT_PREALLOCATE", "JAX_PLATFORMS", "TF_FORCE_GPU_ALLOW_GROWTH")
 _SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
@@ -200,6 +203,9 @@ def _env(home: str, device: str) -> dict[str, str]:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = "-1"
+    else:  # take GPU memory as needed, so that --jobs workers can share the device
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     return env
 
 
