@@ -156,9 +156,28 @@ def _input_shape(model: Any, inspected: tuple[int | None, ...] | None) -> tuple[
         return tuple(inspected)
 
 
+def _predict_on_device(model: Any, images: np.ndarray, input_shape: tuple[int | None, ...], cand: adapt.Candidate,
+                       stats: adapt.Stats, batch_size: int) -> np.ndarray | None:
+    """The hidden set through `model` with the adaptation as layers in front of it (grader.adapt_layers),
+    so that only 28×28 images cross to the device; None when the front cannot be built on this model."""
+    from grader.adapt_layers import with_front
+
+    try:
+        front = with_front(model, input_shape, cand, stats)
+    except Exception:  # noqa: BLE001 - an unusual model: the host path below still works
+        return None
+    y = front.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    return np.asarray(y, dtype=np.float32).reshape(len(images), -1)
+
+
 def _predict(model: Any, images: np.ndarray, input_shape: tuple[int | None, ...], cand: adapt.Candidate,
-             stats: adapt.Stats, batch_size: int) -> np.ndarray:
-    """Predict in chunks so that large inputs (224×224×3) never exist for the whole set at once."""
+             stats: adapt.Stats, batch_size: int, on_device: bool = False) -> np.ndarray:
+    """Predict in chunks so that large inputs (224×224×3) never exist for the whole set at once.
+    With `on_device`, images larger than 28×28 are adapted by layers on the model's device instead."""
+    if on_device and cand.geometry in ("resize", "pad"):
+        y = _predict_on_device(model, images, input_shape, cand, stats, batch_size)
+        if y is not None:
+            return y
     outputs = []
     per_image = 4 * int(np.prod(adapt.target_shape(input_shape)))
     # 10,000 at 28×28; 256 at 224×224×3. A whole number of batches, so that only the very last batch
@@ -200,7 +219,7 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
         scores = score(finalists, len(public_x))
         key = adapt.choose(scores)
         cand = every[key]
-        probs = _predict(model, hidden, input_shape, cand, stats, batch_size)
+        probs = _predict(model, hidden, input_shape, cand, stats, batch_size, on_device=True)
         name = f"predictions-{item.index}.npy"
         np.save(out_dir / name, probs, allow_pickle=False)
         return WorkerModelResult(
