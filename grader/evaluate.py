@@ -124,7 +124,7 @@ def _load(path: str, keras_version: str | None, runs_code: bool = False) -> tupl
                         python_utils.__dict__.setdefault(key, value)
                 model = keras.models.load_model(path, compile=False, safe_mode=not runs_code)
                 mode = "running the model's own code" if runs_code else "safe mode"
-                return model, f"keras {keras.__version__} ({mode})", errors
+                return model, f"keras {keras.__version__} ({mode}, {keras.backend.backend()} backend)", errors
             import tf_keras
 
             model = tf_keras.models.load_model(path, compile=False,

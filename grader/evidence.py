@@ -133,7 +133,7 @@ class ModelEvidence(Frozen):
     status: ModelStatus
     architecture: Architecture | None = None
     pretrained: Pretrained | None = None
-    loader: str | None = None  # which loader read it, e.g. "keras 3.15.1 (safe mode)"
+    loader: str | None = None  # which loader read it, e.g. "keras 3.15.1 (safe mode, jax backend)"
     preprocessing: Preprocessing | None = None
     metrics: Metrics | None = None
     output_note: str | None = None  # e.g. "outputs are logits; softmax applied for confidences"

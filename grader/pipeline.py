@@ -165,7 +165,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
                                 batch_size=settings.batch_size,
                                 reference_weights=_reference_dir(settings, hidden_files.directory))
         settings_key = (f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}|{GATHER_FORMAT}|"
-                        f"{options.runs_code}|{settings.memory_limit_gb}")
+                        f"{options.runs_code}|{settings.memory_limit_gb}|{os.environ.get('KERAS_BACKEND', 'tensorflow')}|{device}")
         evidences: list[Evidence] = []
         counts = {"cached": 0, "gathered": 0}
 
