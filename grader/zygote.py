@@ -38,7 +38,8 @@ from pathlib import Path
 
 from grader.evaluate import WorkerRequest
 from grader.sandbox import (
-    _LOG_TAIL, WorkerOutcome, _env, _safe_name, bwrap_base, classify, describe, inner_request, seccomp_program,
+    _LOG_TAIL, WorkerOutcome, _env, _safe_name, bwrap_base, classify, describe, inner_request, run_worker,
+    seccomp_program,
 )
 
 _READY_TIMEOUT = 180.0
@@ -197,7 +198,7 @@ class Zygote:
             kind = classify(returncode, tail) if line is not None else "killed"
         return WorkerOutcome(kind=kind, returncode=returncode, seconds=time.perf_counter() - start, log_tail=tail,
                              message=describe(kind, returncode, timeout) if line is not None or kind == "timeout"
-                             else "the process evaluating this model stopped the grader's worker")
+                             else "the grader's evaluation process was stopped while it evaluated this model")
 
     def close(self) -> None:
         if self.proc is not None:
@@ -233,6 +234,7 @@ class ZygotePool:
         self._free: list[Zygote] = []
         self._all: list[Zygote] = []
         self._lock = threading.Lock()
+        self.broken = False  # set when a zygote fails to start; then every submission gets a fresh sandbox
 
     def run(self, request: WorkerRequest, scratch: Path, *, timeout: float,
             cancel: threading.Event | None = None) -> WorkerOutcome:
@@ -242,7 +244,12 @@ class ZygotePool:
                 zygote = Zygote(self.inputs_dir, self.root / f"slot{len(self._all)}", self.device)
                 self._all.append(zygote)
         try:
-            return zygote.run(request, scratch, timeout=timeout, cancel=cancel)
+            if not self.broken:
+                try:
+                    return zygote.run(request, scratch, timeout=timeout, cancel=cancel)
+                except RuntimeError:  # the zygote could not start: a fresh sandbox per submission still works
+                    self.broken = True
+            return run_worker(request, scratch, timeout=timeout, device=self.device, isolation="bwrap", cancel=cancel)
         finally:
             with self._lock:
                 self._free.append(zygote)
