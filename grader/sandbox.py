@@ -327,14 +327,22 @@ def run_worker(request: WorkerRequest, scratch: Path, *, timeout: float, device:
     finally:
         if seccomp_file is not None:
             seccomp_file.close()
-    with open(log_path, "rb") as fh:
-        fh.seek(max(0, log_path.stat().st_size - _LOG_TAIL))
-        tail = fh.read().decode("utf-8", "replace")
+    tail = log_tail(log_path)
     rc = proc.returncode
     if kind is None:
         kind = classify(rc, tail)
     return WorkerOutcome(kind=kind, returncode=rc, seconds=time.perf_counter() - start, log_tail=tail,
                          message=describe(kind, rc, timeout))
+
+
+def log_tail(path: Path) -> str:
+    """The last few KB of a worker's log ("" when there is none), for the report."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - _LOG_TAIL))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 _OOM_MARKS = ("MemoryError", "ResourceExhaustedError", "std::bad_alloc", "Cannot allocate memory", "out of memory",

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from grader.evaluate import WorkerRequest
 from grader.sandbox import (
-    _LOG_TAIL, WorkerOutcome, _env, _safe_name, bwrap_base, classify, describe, inner_request, run_worker,
+    WorkerOutcome, _env, _safe_name, bwrap_base, classify, describe, inner_request, log_tail, run_worker,
     seccomp_program,
 )
 
@@ -189,7 +189,7 @@ class Zygote:
             kind = "timeout" if self.proc.poll() is None else None
             self.close()  # a child past its time, or a zygote that died: the next submission gets a new one
         returncode = _returncode(line)
-        tail = _tail(folder / "worker.log")
+        tail = log_tail(folder / "worker.log")
         scratch.mkdir(parents=True, exist_ok=True)
         for produced in (folder / "out").iterdir():
             if produced.is_file() and not produced.is_symlink():
@@ -215,15 +215,6 @@ def _returncode(line: str | None) -> int | None:
         return None
     status = int(line.split()[1])
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-
-
-def _tail(path: Path) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, path.stat().st_size - _LOG_TAIL))
-            return fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 class ZygotePool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from grader.report import register_sink
 from grader.report.files import _atomic_write, _cell
+from grader.report.html import file_stem
 from grader.results import CriterionResult, Results, StudentResult
 
 # ------------------------------------------------------------------------------------------------
@@ -67,11 +68,7 @@ def _one_or_each(results: Results, out: Path, name: str, suffix: str) -> list[tu
         return [(results.students[0], out / f"{name}{suffix}")]
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    return [(s, folder / f"{_file_safe(s.student)}{suffix}") for s in results.students]
-
-
-def _file_safe(student: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in student)[:100] or "student"
+    return [(s, folder / f"{file_stem(s.student)}{suffix}") for s in results.students]
 
 
 @register_sink("classroom")

@@ -16,10 +16,14 @@ from grader.report import register_sink
 from grader.results import Results, StudentResult
 
 
-def page_name(student: str) -> str:
-    """A file name for a student's page that cannot escape the report folder."""
+def file_stem(student: str) -> str:
+    """A file name stem for a student's files that cannot escape the report folder."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", student).lstrip(".") or "student"
-    return f"{safe[:100]}.html"
+    return safe[:100]
+
+
+def page_name(student: str) -> str:
+    return f"{file_stem(student)}.html"
 
 
 def _env() -> Environment:
