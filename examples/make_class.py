@@ -12,7 +12,6 @@ Only the train split is read: t10k is the grader's hidden test set.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -46,19 +45,6 @@ def report(name: str, acc: float) -> None:
     print(f"  {name}: held-out accuracy {acc:.4f}", flush=True)
 
 
-def notebook(path: Path, cells: list[tuple[str, str]], claim: str | None = None) -> None:
-    out = []
-    for kind, src in cells:
-        cell = {"cell_type": kind, "metadata": {}, "source": src}
-        if kind == "code":
-            cell.update(execution_count=None, outputs=[])
-        out.append(cell)
-    if claim:
-        out[-1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": claim + "\n"}]
-    path.write_text(json.dumps({"cells": out, "metadata": {"colab": {"provenance": []}, "kernelspec": {"name": "python3", "display_name": "Python 3"}},
-                                "nbformat": 4, "nbformat_minor": 5}, indent=1))
-
-
 KAGGLE_HEAD = "fileName,date,description,status,publicScore,privateScore\n"
 
 
@@ -82,14 +68,6 @@ def keras3_models(data: str | None) -> None:
                             L.Dense(64, activation="relu"), L.Dense(10, activation="softmax")])
     report("alice-nguyen/cnn.keras", fit(cnn, xt[..., None] / 255.0, yt, xh[..., None] / 255.0, epochs=6))
     cnn.save(d / "cnn.keras")
-    notebook(d / "hw10.ipynb", [
-        ("markdown", "# hw10: CNN and VGG16\nPart 1 is my own CNN, part 2 uses VGG16 as the convolutional base."),
-        ("code", "!pip install -q tensorflow\nfrom tensorflow import keras\nfrom tensorflow.keras.applications import VGG16\n"
-                 "(x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()"),
-        ("code", "base = VGG16(weights='imagenet', include_top=False, input_shape=(32, 32, 3))\nbase.trainable = False"),
-        ("code", "history = model.fit(x_train, y_train, epochs=10, validation_split=0.1)\n"
-                 "print('Test accuracy:', model.evaluate(x_test, y_test)[1])"),
-    ], claim="Test accuracy: 0.9213")
     (d / "kaggle_submissions.csv").write_text(KAGGLE_HEAD + "cnn.csv,2026-03-01 10:12:00,own cnn,complete,0.9102,\n"
                                               "vgg.csv,2026-03-02 18:40:00,vgg16 fine-tuned,complete,0.8735,\n")
 
@@ -138,7 +116,6 @@ def keras3_models(data: str | None) -> None:
                              L.Dense(10, activation="softmax")])
     report("hw9 gina-rossi/mlp.keras", fit(flat, xt.reshape(-1, 784) / 255.0, yt, xh.reshape(-1, 784) / 255.0, epochs=5))
     flat.save(d / "mlp.keras")
-    notebook(d / "hw9.ipynb", [("markdown", "# hw9"), ("code", "model.fit(x_train, y_train, epochs=5)")])
     d = HW9 / "ivan-petrov"
     d.mkdir(parents=True, exist_ok=True)
     report("hw9 ivan-petrov/model.keras (uses Conv2D)", fit(small, xt[..., None] / 255.0, yt, xh[..., None] / 255.0, epochs=1))
@@ -237,7 +214,15 @@ def lambda_keras3(data: str | None) -> None:
 
 
 LARGE = {"alice-nguyen/vgg16_finetuned.h5": "vgg3", "bob-kowalski/vgg16_frozen.h5": "vgg2"}
-STEPS = {"small3": keras3_models, "small2": keras2_models, "lambda3": lambda_keras3, "vgg3": vgg_keras3, "vgg2": vgg_keras2}
+def notebooks(data: str | None) -> None:
+    """Every student's notebook (examples/class_notebooks.py): text only, nothing trained here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from class_notebooks import write_all
+
+    write_all(HW10, HW9)
+
+
+STEPS = {"notebooks": notebooks, "small3": keras3_models, "small2": keras2_models, "lambda3": lambda_keras3, "vgg3": vgg_keras3, "vgg2": vgg_keras2}
 
 
 def main() -> None:
@@ -256,7 +241,7 @@ def main() -> None:
         for folder in (HW10, HW9):
             for sub in folder.glob("*/"):
                 shutil.rmtree(sub)
-        steps += ["small3", "small2", "lambda3"]
+        steps += ["small3", "small2", "lambda3", "notebooks"]
     if not args.skip_large:
         steps += [step for path, step in LARGE.items() if not args.only_missing or not (HW10 / path).exists()]
     for step in steps:

@@ -128,6 +128,7 @@ class ModelEvidence(Frozen):
     """One model file in a submission: its architecture and, when evaluated, its measured scores."""
 
     path: str  # relative to the submission; a zip member reads "models.zip!cnn.h5"
+    produced_by: str | None = None  # the notebook whose execution wrote this file (then `path` is "nb.ipynb→cnn.h5")
     size_bytes: int
     sha256: str
     status: ModelStatus
@@ -157,14 +158,97 @@ class AppCall(Frozen):
     cell: int
 
 
+class FitCall(Frozen):
+    """A ``model.fit(...)`` call in notebook code, read from the AST (never run)."""
+
+    cell: int
+    line: int
+    epochs: int | None = None  # literal `epochs=` (None: not a literal, or the Keras default of 1 not stated)
+    # what `validation_data=` names: "test" when it is the test split (x_test / test_images ...), a common
+    # mistake that tunes the model on the data it is graded on; "other"; None when absent
+    validation: Literal["test", "other"] | None = None
+    validation_split: bool = False
+    augmentation: bool = False  # the data comes from a generator / augmentation pipeline
+
+
+class TrainableSet(Frozen):
+    """An assignment such as ``base.trainable = False`` or ``layer.trainable = True`` in a loop."""
+
+    target: str  # the expression assigned to, as written (``base_model``, ``layer``)
+    value: bool | None  # None: not a literal
+    cell: int
+    line: int
+    in_loop: bool = False  # inside a for loop (fine-tuning the last N layers)
+
+
+class Claim(Frozen):
+    """A score a notebook printed, e.g. ``Test accuracy: 0.9123``. Shown beside the measured value,
+    labelled as a claim; never used as a grade."""
+
+    metric: Literal["test_accuracy", "val_accuracy", "accuracy"]
+    value: float  # as a fraction in [0, 1] (a printed 91.2% reads 0.912)
+    text: str  # the line it was read from, trimmed
+    cell: int
+    origin: Literal["submitted", "executed"] = "submitted"  # outputs as handed in, or from the grader's run
+
+
+class NotebookCell(Frozen):
+    """One cell as handed in: its source and the text of its saved outputs (both capped)."""
+
+    index: int
+    cell_type: Literal["code", "markdown", "raw"]
+    source: str
+    outputs: str = ""  # text outputs; an image reads "[image/png]"
+    execution_count: int | None = None
+
+
+class CellRun(Frozen):
+    """One code cell as the grader executed it."""
+
+    index: int  # index among all cells of the notebook
+    status: Literal["ok", "error", "timeout"]
+    seconds: float = 0.0
+    outputs: str = ""  # text outputs of the grader's run, capped
+    error: str | None = None  # "ValueError: ..." and the traceback's last lines
+
+
+NotebookRunStatus = Literal["completed", "error", "timeout", "out_of_memory", "killed", "not_run"]
+
+
+class NotebookRun(Frozen):
+    """What happened when the grader executed a notebook in the sandbox. Kept up to the point where
+    it stopped: a notebook that fails or hangs in cell 7 still shows cells 0-6."""
+
+    status: NotebookRunStatus
+    message: str = ""  # what happened, in a sentence for the student
+    seconds: float = 0.0
+    cells_run: int = 0
+    failed_cell: int | None = None  # index of the cell that raised or timed out
+    cells: tuple[CellRun, ...] = ()
+    neutralised: tuple[str, ...] = ()  # Colab-only lines the grader did not run, and what it did instead
+    artifacts: tuple[str, ...] = ()  # model files the notebook wrote (paths relative to its folder)
+    claims: tuple[Claim, ...] = ()  # scores the executed notebook printed
+    peak_memory_mb: float | None = None
+    log_tail: str = ""  # the runner's last lines, when it did not end well
+
+
 class NotebookEvidence(Frozen):
-    """A notebook found in a submission, read statically (it is not executed here)."""
+    """A notebook found in a submission: read statically (AST of its code cells, its saved outputs),
+    and, when the rubric asks for it, executed in the sandbox (`run`)."""
 
     path: str
     cells: int = 0
     code_cells: int = 0
     imports: tuple[str, ...] = ()
     app_calls: tuple[AppCall, ...] = ()
+    layer_calls: tuple[str, ...] = ()  # Keras layer classes the code constructs (Conv2D, Dense, ...), sorted
+    fit_calls: tuple[FitCall, ...] = ()
+    trainable_sets: tuple[TrainableSet, ...] = ()
+    augmentation: tuple[str, ...] = ()  # augmentation APIs used (ImageDataGenerator, RandomFlip, ...), sorted
+    claims: tuple[Claim, ...] = ()  # scores printed in the outputs as handed in
+    content: tuple[NotebookCell, ...] = ()
+    syntax_errors: tuple[str, ...] = ()  # "cell 4: invalid syntax (line 2)": cells the AST could not read
+    run: NotebookRun | None = None
     error: str | None = None
 
 

@@ -8,6 +8,7 @@ used here, in the grader's process, after the worker has returned its raw output
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 import tempfile
 import threading
@@ -33,6 +34,7 @@ from grader.evidence import (
 )
 from grader.inspect import InspectError, inspect_model_file
 from grader.kaggle import looks_like_kaggle, read_kaggle
+from grader.notebook_exec import NotebookContext, execute_notebook
 from grader.notebooks import read_notebook
 from grader.precheck import precheck
 from grader.pretrained import decide_pretrained
@@ -43,7 +45,7 @@ MAX_PREDICTION_BYTES = 512 * 1024**2
 MAX_RESULT_BYTES = 1024**2  # a worker's JSON answer for one model
 # Part of the evidence cache key: bump it whenever a change here, in the worker or in the inputs
 # would give different evidence for the same files, so that cached evidence is not reused across it.
-GATHER_FORMAT = "2"  # 2: class-interleaved public sample, screened preprocessing candidates
+GATHER_FORMAT = "3"  # 2: class-interleaved public sample, screened preprocessing candidates; 3: notebooks executed
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class GatherOptions:
     limits: Limits = Limits()
     allow_unsandboxed_code: bool = False  # run Lambda/custom layers even without a sandbox (teacher's choice)
     zygotes: ZygotePool | None = None  # pre-imported sandboxed workers; None: a fresh worker per submission
+    notebooks: NotebookContext | None = None  # set when the rubric says to execute notebooks
 
     @property
     def runs_code(self) -> bool:
@@ -211,6 +214,28 @@ def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path, sco
                                     "preprocessing": prep, "output_note": note})
 
 
+def _execute_notebooks(submission: Submission, files: list[SubmissionFile], static: list[NotebookEvidence],
+                       ctx: NotebookContext, scratch: Path) -> tuple[list[NotebookEvidence], list[tuple[SubmissionFile, str]]]:
+    """Run the notebooks the rubric selects; returns the notebooks' evidence with `run` filled in, and
+    the model files they wrote (with the notebook that wrote each)."""
+    out: list[NotebookEvidence] = []
+    produced: list[tuple[SubmissionFile, str]] = []
+    by_label = {f.label: f for f in files if f.kind == "notebook"}
+    root = Path(submission.root)
+    for i, nb in enumerate(static):
+        f = by_label.get(nb.path)
+        name = nb.path.rsplit("/", 1)[-1].rsplit("!", 1)[-1]
+        if f is None or not any(fnmatch.fnmatch(nb.path.lower(), g.lower()) or fnmatch.fnmatch(name.lower(), g.lower())
+                                for g in ctx.policy.select):
+            out.append(nb)
+            continue
+        nb_root = root if f.real.is_relative_to(root) else f.real.parent  # a notebook from a zip runs beside its members
+        run, artifacts = execute_notebook(f.real, f.label, nb_root, scratch / f"{i:02d}", ctx)
+        out.append(nb.model_copy(update={"run": run}))
+        produced += [(SubmissionFile(a.label, a.real, "model", a.size), a.notebook) for a in artifacts]
+    return out, produced
+
+
 def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options: GatherOptions, content_hash: str = "") -> Evidence:
     """All evidence about one submission. Never raises for a bad submission: failures are evidence."""
     start = time.perf_counter()
@@ -227,6 +252,9 @@ def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options
                 errors += zip_warnings
         every = files + expanded
         notebooks: list[NotebookEvidence] = [read_notebook(f.real, f.label) for f in every if f.kind == "notebook"]
+        produced: list[tuple[SubmissionFile, str]] = []
+        if options.notebooks is not None and options.notebooks.policy.execute:
+            notebooks, produced = _execute_notebooks(submission, every, notebooks, options.notebooks, scratch / "notebooks")
         calls = tuple(c for nb in notebooks for c in nb.app_calls)
         kaggle: KaggleEvidence | None = None
         for f in every:
@@ -235,12 +263,13 @@ def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options
                 break
         model_files = [f for f in every if f.kind == "model"]
         inspected = [(_inspect(f, calls, options), f) for f in model_files]
+        inspected += [(_inspect(f, calls, options).model_copy(update={"produced_by": nb}), f) for f, nb in produced]
         loadable = [(m, f) for m, f in inspected if m.status == "inspected"]
         evaluated, problems = _evaluate(loadable, inputs, scorer, options, scratch / "work") if loadable else ({}, [])
         errors += problems
         by_label = {loadable[i][0].path: m for i, m in evaluated.items()}
         models = tuple(by_label.get(m.path, m) for m, _ in inspected)
-        if not model_files:
+        if not model_files and not produced:
             errors.append("no model file (.h5, .hdf5, .keras, or inside a .zip) in the submission")
         return Evidence(
             student=submission.student, status="gathered", files=tuple(f.info() for f in every), models=models,

@@ -34,6 +34,7 @@ from grader.results import Results, RunInfo
 from grader.rubric import Rubric
 from grader.bundle import KEY_ENV, is_bundle, open_bundle
 from grader.evaluate import Limits
+from grader.notebook_exec import NotebookContext
 from grader.sandbox import detect_isolation
 from grader.zygote import ZygotePool
 from grader.settings import Settings
@@ -70,8 +71,9 @@ def _public_sample(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[n
     return images[picks], labels[picks]
 
 
-def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[PublicInputs, Scorer, datasets.SplitFiles]:
-    """Resolve and load the hidden split and the public split; write what workers may read."""
+def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[PublicInputs, Scorer, datasets.SplitFiles, datasets.SplitFiles]:
+    """Resolve and load the hidden split and the public split; write what workers may read.
+    Returns the inputs, the scorer, and where the hidden and the public split were found."""
     spec = datasets.get_dataset(rubric.dataset)
     common = dict(env=os.environ, project_root=settings.project_root, download=settings.download,
                   verify=settings.verify_checksums)
@@ -92,7 +94,7 @@ def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[P
         stats=stats, dataset=rubric.dataset, hidden_sha256=hidden_files.sha256, hidden_count=len(hidden_x),
         public_count=len(sample_x),
     )
-    return inputs, Scorer(labels=hidden_y, class_names=tuple(spec.class_names)), hidden_files
+    return inputs, Scorer(labels=hidden_y, class_names=tuple(spec.class_names)), hidden_files, public_files
 
 
 def _public_dir(spec: datasets.DatasetSpec, settings: Settings) -> Path | None:
@@ -144,7 +146,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
             opened = open_bundle(settings.hidden_tests, os.environ.get(KEY_ENV), scratch / "hidden")
             bundle_note = f"encrypted bundle {settings.hidden_tests.name}"
             settings = settings.model_copy(update={"hidden_tests": opened})
-        inputs, scorer, hidden_files = prepare_inputs(rubric, settings, scratch / "inputs")
+        inputs, scorer, hidden_files, public_files = prepare_inputs(rubric, settings, scratch / "inputs")
         cache = EvidenceCache(out / ".evidence" if settings.cache else None)
         cancel = threading.Event()
         isolation = detect_isolation(settings.sandbox)
@@ -159,13 +161,20 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
                         cpu_seconds=int(settings.timeout_per_model * (os.cpu_count() or 1)) + 60)
         zygotes = (ZygotePool(inputs.hidden_images.parent, scratch / "slots", device)
                    if isolation.kind == "bwrap" and settings.zygote else None)
-        options = GatherOptions(cancel=cancel, scratch_root=scratch, device=device, timeout_per_model=settings.timeout_per_model,
+        notebooks = None
+        if rubric.notebooks.execute:
+            keras_cache = datasets.write_keras_cache(datasets.get_dataset(rubric.dataset), public_files, scratch / "keras-datasets")
+            notebooks = NotebookContext(policy=rubric.notebooks, isolation=isolation.kind, keras_cache=keras_cache,
+                                        reference_weights=_reference_dir(settings, hidden_files.directory),
+                                        limits=limits, allow_unsandboxed_code=settings.allow_unsandboxed_code, cancel=cancel)
+        options = GatherOptions(cancel=cancel, notebooks=notebooks, scratch_root=scratch, device=device, timeout_per_model=settings.timeout_per_model,
                                 isolation=isolation.kind, limits=limits, allow_unsandboxed_code=settings.allow_unsandboxed_code,
                                 zygotes=zygotes,
                                 batch_size=settings.batch_size,
                                 reference_weights=_reference_dir(settings, hidden_files.directory))
         settings_key = (f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}|{GATHER_FORMAT}|"
-                        f"{options.runs_code}|{settings.memory_limit_gb}|{os.environ.get('KERAS_BACKEND', 'tensorflow')}|{device}")
+                        f"{options.runs_code}|{settings.memory_limit_gb}|{os.environ.get('KERAS_BACKEND', 'tensorflow')}|{device}|"
+                        f"{rubric.notebooks.model_dump_json() if rubric.notebooks.execute else 'static'}")
         evidences: list[Evidence] = []
         counts = {"cached": 0, "gathered": 0}
 

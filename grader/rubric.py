@@ -15,12 +15,33 @@ from typing import Any
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from grader.checks import Criterion, get_check
 from grader.errors import RubricError
 
-_TOP_KEYS = {"assignment": str, "title": str, "dataset": str, "description": str, "criteria": list}
+_TOP_KEYS = {"assignment": str, "title": str, "dataset": str, "description": str, "notebooks": dict, "criteria": list}
+
+
+_TOP_WORDS = {list: "a list of criteria", dict: "a mapping of settings", str: "text"}
+
+
+class NotebookPolicy(BaseModel):
+    """The rubric's `notebooks:` section: whether and how submitted notebooks are executed.
+
+    Executing trains the student's models again, which can take long: `execute: false` (the default)
+    reads notebooks statically (code, saved outputs, printed claims) and never runs them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    execute: bool = Field(default=False, description="run each notebook in the sandbox")
+    select: tuple[str, ...] = Field(default=("*.ipynb",), min_length=1, description="globs of the notebooks to execute")
+    timeout: float = Field(default=1800.0, gt=0, le=86400, description="seconds for a whole notebook")
+    cell_timeout: float = Field(default=600.0, gt=0, le=86400, description="seconds for one cell")
+    allow_errors: bool = Field(default=False, description="go on after a cell raises (default: stop there)")
+    max_output_chars: int = Field(default=20_000, ge=100, le=10_000_000, description="text one cell may print; the rest is cut")
+    max_processes: int = Field(default=64, ge=4, le=4096, description="processes a notebook may run at once")
 _CRITERION_KEYS = ("id", "title", "points", "check", "params", "description")
 
 
@@ -34,6 +55,7 @@ class Rubric(BaseModel):
     title: str
     dataset: str = "fashion-mnist"
     description: str = ""
+    notebooks: NotebookPolicy = NotebookPolicy()
     criteria: tuple[Criterion, ...]
 
     @property
@@ -194,7 +216,7 @@ def parse_rubric(text: str, shown: str) -> Rubric:
             problems.add((key,), f"unknown key {key!r}{_close(str(key), list(_TOP_KEYS))} known: {', '.join(_TOP_KEYS)}")
     for key, kind in _TOP_KEYS.items():
         if key in data and not isinstance(data[key], kind):
-            problems.add((key,), f"{key!r} must be {'a list of criteria' if kind is list else 'text'}; got {data[key]!r}")
+            problems.add((key,), f"{key!r} must be {_TOP_WORDS[kind]}; got {data[key]!r}")
     for key in ("assignment", "criteria"):
         if key not in data:
             problems.add((), f"missing {key!r}")
@@ -205,6 +227,16 @@ def parse_rubric(text: str, shown: str) -> Rubric:
         if dataset not in dataset_names():
             problems.add(("dataset",), f"unknown dataset {dataset!r}{_close(dataset, dataset_names())} known: {', '.join(dataset_names())}")
 
+    notebooks = NotebookPolicy()
+    if isinstance(data.get("notebooks"), dict):
+        try:
+            notebooks = NotebookPolicy.model_validate(data["notebooks"])
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                name = "notebooks" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+                problems.add(("notebooks",) + loc, _explain(error, NotebookPolicy), field_name=name)
+
     criteria: list[Criterion] = []
     seen: dict[str, int] = {}
     raw_criteria = data.get("criteria") if isinstance(data.get("criteria"), list) else []
@@ -214,6 +246,11 @@ def parse_rubric(text: str, shown: str) -> Rubric:
         criterion = _parse_criterion(raw, i, problems, seen)
         if criterion is not None:
             criteria.append(criterion)
+    if not notebooks.execute:
+        for i, c in enumerate(criteria):
+            if "notebook_runs" in get_check(c.check).needs:
+                problems.add(("criteria", i, "check"), f"check {c.check!r} needs the notebooks to be executed: add "
+                             "`notebooks: {execute: true}` at the top of the rubric", c.id, "check")
     if problems.items:
         raise RubricError(problems.items)
     return Rubric(
@@ -222,6 +259,7 @@ def parse_rubric(text: str, shown: str) -> Rubric:
         title=str(data.get("title") or data["assignment"]),
         dataset=str(dataset),
         description=str(data.get("description") or ""),
+        notebooks=notebooks,
         criteria=tuple(criteria),
     )
 

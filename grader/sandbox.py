@@ -148,14 +148,16 @@ def _safe_name(index: int, path: str) -> str:
     return f"{index}-{keep or 'model'}"
 
 
-def bwrap_base(inputs_dir: Path, env: dict[str, str]) -> list[str]:
+def bwrap_base(inputs_dir: Path | None, env: dict[str, str]) -> list[str]:
     """The bwrap options every sandbox shares: new namespaces, no capabilities, the read-only system,
     Python, grader package (at /grader-lib, found through PYTHONPATH whether installed editable or
-    not) and unlabelled inputs (at /inputs), and exactly `env` as the environment. The caller adds
-    its writable folder and the program."""
+    not) and unlabelled inputs (at /inputs; none for a notebook), and exactly `env` as the
+    environment. The caller adds its writable folder and the program."""
     args = ["bwrap", *_system_binds(), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--proc", "/proc", "--dev", "/dev", "--ro-bind", str(inputs_dir), "/inputs",
+            "--proc", "/proc", "--dev", "/dev",
             "--ro-bind", str(Path(__file__).resolve().parent), "/grader-lib/grader", "--clearenv"]
+    if inputs_dir is not None:
+        args += ["--ro-bind", str(inputs_dir), "/inputs"]
     for key, value in env.items():
         args += ["--setenv", key, value]
     return args
@@ -227,18 +229,25 @@ _EPERM, _ENOSYS = 1, 38
 _X32_BIT = 0x40000000
 
 
-def seccomp_program(machine: str | None = None) -> bytes | None:
+def seccomp_program(machine: str | None = None, *, allow_processes: bool = False) -> bytes | None:
     """A classic-BPF seccomp filter (as bwrap's --seccomp reads it), or None for an unknown CPU.
 
     clone3 answers ENOSYS so that glibc falls back to clone, whose flags a classic filter can read:
     clone with CLONE_THREAD (a thread) is allowed, any other clone (a process) gets EPERM, and so do
     fork, vfork, ptrace and process_vm_readv/writev. Another architecture's syscalls (a 32-bit ABI)
     are refused outright.
+
+    `allow_processes` is the notebook policy: a notebook needs a kernel process (and students' cells
+    may start processes), so new processes are allowed there and counted by the runner instead
+    (grader.notebook_run); ptrace, process_vm_* and foreign ABIs are still refused.
     """
     machine = machine or platform.machine()
     if machine not in _AUDIT_ARCH:
         return None
-    nr = _SYSCALLS[machine]
+    nr = dict(_SYSCALLS[machine])
+    if allow_processes:
+        for name in ("fork", "vfork", "clone", "clone3"):
+            nr.pop(name, None)
     LD_W_ABS, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
     code: list[tuple[int, int, str | None, str | None]] = []  # (opcode, k, jump-if-true, jump-if-false)
     labels: dict[str, int] = {}
@@ -254,10 +263,11 @@ def seccomp_program(machine: str | None = None) -> bytes | None:
     for name, number in nr.items():
         if name not in ("clone", "clone3"):
             op(JEQ, number, "eperm", None)
-    op(JEQ, nr["clone3"], "enosys", None)
-    op(JEQ, nr["clone"], None, "allow")
-    op(LD_W_ABS, 16)  # low 32 bits of seccomp_data.args[0]: clone's flags (little-endian)
-    op(JSET, _CLONE_THREAD, "allow", "eperm")
+    if "clone" in nr:
+        op(JEQ, nr["clone3"], "enosys", None)
+        op(JEQ, nr["clone"], None, "allow")
+        op(LD_W_ABS, 16)  # low 32 bits of seccomp_data.args[0]: clone's flags (little-endian)
+        op(JSET, _CLONE_THREAD, "allow", "eperm")
     labels["allow"] = len(code)
     op(RET, _RET_ALLOW)
     labels["eperm"] = len(code)
@@ -282,30 +292,39 @@ def run_worker(request: WorkerRequest, scratch: Path, *, timeout: float, device:
     scratch.mkdir(parents=True, exist_ok=True)
     request_path = scratch / "request.json"
     log_path = scratch.parent / f"{scratch.name}.log"  # outside the worker's writable folder
-    seccomp_file = None
-    pass_fds: tuple[int, ...] = ()
     if isolation == "bwrap":
         prefix, inner = _bwrap_command(request, scratch, device)
-        program = seccomp_program()
-        if program is not None:
-            seccomp_file = tempfile.TemporaryFile()
-            seccomp_file.write(program)
-            seccomp_file.seek(0)
-            fd = seccomp_file.fileno()
-            prefix += ["--seccomp", str(fd)]
-            pass_fds = (fd,)
         request_path.write_text(inner.model_dump_json())
         command = [*prefix, sys.executable, "-s", "-m", "grader.evaluate", "/out/request.json"]
         env = {"PATH": os.environ.get("PATH", _SANDBOX_PATH)}  # for bwrap itself; the worker's is set inside
-    else:
-        request_path.write_text(request.model_dump_json())
-        command = [sys.executable, "-m", "grader.evaluate", str(request_path)]
-        env = _env(str(scratch), device)
+        return run_sandboxed(command, scratch, env, log_path, timeout=timeout, cancel=cancel,
+                             seccomp=seccomp_program())
+    request_path.write_text(request.model_dump_json())
+    command = [sys.executable, "-m", "grader.evaluate", str(request_path)]
+    return run_sandboxed(command, scratch, _env(str(scratch), device), log_path, timeout=timeout, cancel=cancel)
+
+
+def run_sandboxed(command: list[str], cwd: Path, env: dict[str, str], log_path: Path, *, timeout: float,
+                  cancel: threading.Event | None = None, seccomp: bytes | None = None) -> WorkerOutcome:
+    """Start `command` (a bwrap command line, or a plain one) in its own session with its output in
+    `log_path`; wait at most `timeout` seconds or until `cancel` is set (then it is killed, with its
+    whole process group, and KeyboardInterrupt is raised). A `seccomp` program is handed to bwrap as
+    ``--seccomp FD`` (inserted before the program to run, which follows the last bwrap option)."""
+    seccomp_file = None
+    pass_fds: tuple[int, ...] = ()
+    if seccomp is not None:
+        seccomp_file = tempfile.TemporaryFile()
+        seccomp_file.write(seccomp)
+        seccomp_file.seek(0)
+        fd = seccomp_file.fileno()
+        at = command.index(sys.executable)
+        command = [*command[:at], "--seccomp", str(fd), *command[at:]]
+        pass_fds = (fd,)
     start = time.perf_counter()
     kind: OutcomeKind | None = None
     try:
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(command, cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=log,
+            proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds)
             deadline = time.monotonic() + timeout
             try:

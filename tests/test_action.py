@@ -83,7 +83,7 @@ def test_grading_step_in_a_student_repository(student_repo: Path, fmnist_dir: Pa
     data = json.loads(base64.b64decode(outputs["result"]))  # as the reporter decodes <STEP-ID>_RESULTS
     jsonschema.validate(data, SCHEMA)
     assert float(outputs["score"]) == pytest.approx(sum(t["score"] for t in data["tests"]))
-    assert float(outputs["max-score"]) == data["max_score"] == 12
+    assert float(outputs["max-score"]) == data["max_score"] == 15
     assert summary.startswith(f"### hw10: {student_repo.name} — ") and "| Criterion | Result | Points |" in summary
     report = tmp_path / "grader-report"
     assert (report / "index.html").exists() and (report / "results.json").exists()  # the artifact

@@ -18,7 +18,9 @@ from grader.evidence import Evidence
 from grader.results import CriterionResult, Outcome
 
 Needs = frozenset[str]
-KNOWN_NEEDS = frozenset({"architecture", "predictions", "pretrained", "notebooks", "kaggle", "files"})
+# "notebook_runs": the check reads what executing notebooks showed, so the rubric must say
+# `notebooks: {execute: true}` (checked when the rubric is read)
+KNOWN_NEEDS = frozenset({"architecture", "predictions", "pretrained", "notebooks", "notebook_runs", "kaggle", "files"})
 
 
 class Params(BaseModel):

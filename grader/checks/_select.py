@@ -49,9 +49,13 @@ class ModelSelector(Params):
     kind: Literal["any", "dense", "cnn", "transfer"] = "any"
     base: str | None = None  # models whose base is this application (e.g. vgg16)
     file: str | None = None  # glob on the model's path inside the submission, e.g. "*cnn*"
+    # submitted: files handed in; notebook: files a notebook wrote when the grader executed it
+    source: Literal["any", "submitted", "notebook"] = "any"
 
     def matches(self, model: ModelEvidence) -> bool:
         arch = model.architecture
+        if self.source != "any" and (model.produced_by is not None) != (self.source == "notebook"):
+            return False
         if self.kind != "any" and model_kind(arch) != self.kind:
             return False
         if self.base is not None and not (arch and any(b.name == self.base for b in arch.bases)):
@@ -67,6 +71,8 @@ class ModelSelector(Params):
         if self.base:
             parts.append(f"{self.base}-based")
         words = " ".join(parts) + " models" if parts else "models"
+        if self.source != "any":
+            words += " handed in" if self.source == "submitted" else " written by your notebook when the grader ran it"
         return words + (f" named like {self.file!r}" if self.file else "")
 
     def pick(self, models: tuple[ModelEvidence, ...]) -> list[ModelEvidence]:
