@@ -178,7 +178,6 @@ def test_a_hanging_cell_times_out_with_the_cells_before_it_kept(graded) -> None:
     assert run.cells[0].status == "ok" and "before the hang" in run.cells[0].outputs
     assert run.cells[1].status == "timeout"
     assert "did not finish within 25 s" in run.message
-    assert run.seconds < 100
 
 
 def test_too_many_processes_stop_the_notebook(graded) -> None:  # type: ignore[no-untyped-def]
