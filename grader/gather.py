@@ -8,7 +8,6 @@ used here, in the grader's process, after the worker has returned its raw output
 
 from __future__ import annotations
 
-import fnmatch
 import shutil
 import tempfile
 import threading
@@ -35,7 +34,7 @@ from grader.evidence import (
 from grader.inspect import InspectError, inspect_model_file
 from grader.kaggle import looks_like_kaggle, read_kaggle
 from grader.notebook_exec import NotebookContext, execute_notebook
-from grader.notebooks import read_notebook
+from grader.notebooks import matches_globs, read_notebook
 from grader.precheck import precheck
 from grader.pretrained import decide_pretrained
 from grader.sandbox import Isolation, classify, describe, run_worker
@@ -224,9 +223,7 @@ def _execute_notebooks(submission: Submission, files: list[SubmissionFile], stat
     root = Path(submission.root)
     for i, nb in enumerate(static):
         f = by_label.get(nb.path)
-        name = nb.path.rsplit("/", 1)[-1].rsplit("!", 1)[-1]
-        if f is None or not any(fnmatch.fnmatch(nb.path.lower(), g.lower()) or fnmatch.fnmatch(name.lower(), g.lower())
-                                for g in ctx.policy.select):
+        if f is None or not matches_globs(nb.path, ctx.policy.select):
             out.append(nb)
             continue
         nb_root = root if f.real.is_relative_to(root) else f.real.parent  # a notebook from a zip runs beside its members

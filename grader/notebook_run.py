@@ -180,15 +180,20 @@ def _count_processes() -> int:
     return sum(1 for entry in os.listdir("/proc") if entry.isdigit())
 
 
-def _watch_processes(limit: int, stop: threading.Event, tripped: threading.Event) -> None:
+def _enforce_process_limit(limit: int, tripped: threading.Event) -> None:
     """Inside a PID namespace, /proc lists only the sandbox's processes: too many, and all are killed."""
+    try:
+        if _count_processes() > limit:
+            tripped.set()
+            os.kill(-1, 9)  # every process this one may signal, in its namespace; not itself
+    except OSError:
+        pass
+
+
+def _watch_processes(limit: int, stop: threading.Event, tripped: threading.Event) -> None:
+    """Poll while cells run; `run` also checks after every cell, so a cell quicker than a poll is caught."""
     while not stop.wait(0.2):
-        try:
-            if _count_processes() > limit:
-                tripped.set()
-                os.kill(-1, 9)  # every process this one may signal, in its namespace; not itself
-        except OSError:
-            pass
+        _enforce_process_limit(limit, tripped)
 
 
 def run(request: NotebookRequest) -> RunnerResult:
@@ -203,6 +208,7 @@ def run(request: NotebookRequest) -> RunnerResult:
     started: dict[int, float] = {}
     sizes: dict[int, int] = {}
     state: dict[str, Any] = {"cells_run": 0, "failed": None, "whole_timeout": False}
+    stop, tripped = threading.Event(), threading.Event()
 
     class _Client(NotebookClient):  # type: ignore[misc]
         def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
@@ -238,6 +244,8 @@ def run(request: NotebookRequest) -> RunnerResult:
         records.flush()
 
     def on_executed(cell: Any, cell_index: int, execute_reply: dict[str, Any]) -> None:
+        if request.count_processes:
+            _enforce_process_limit(request.max_processes, tripped)
         content = (execute_reply or {}).get("content", {})
         if content.get("status") == "error":
             if state["failed"] is None:
@@ -249,7 +257,6 @@ def run(request: NotebookRequest) -> RunnerResult:
     client = _Client(nb, timeout_func=cell_timeout, allow_errors=request.allow_errors, kernel_name="python3",
                      resources={"metadata": {"path": request.workdir}}, record_timing=False,
                      on_cell_start=on_start, on_cell_executed=on_executed, iopub_timeout=10, shutdown_kernel="immediate")
-    stop, tripped = threading.Event(), threading.Event()
     if request.count_processes:
         threading.Thread(target=_watch_processes, args=(request.max_processes, stop, tripped), daemon=True).start()
     t0 = time.monotonic()

@@ -16,6 +16,7 @@ measures and never used as a grade.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
 import warnings
@@ -566,3 +567,10 @@ def read_notebook(path: Path, label: str) -> NotebookEvidence:
         trainable_sets=tuple(facts.trainable_sets), augmentation=tuple(sorted(facts.augmentation)),
         claims=claims_from_cells(printed, "submitted"), content=tuple(content), syntax_errors=tuple(syntax_errors),
     )
+
+
+def matches_globs(path: str, globs: tuple[str, ...] | list[str]) -> bool:
+    """Whether a notebook's path ("part1/hw10.ipynb", "work.zip!hw10.ipynb") or its file name matches
+    one of the globs, case-insensitively: how the rubric's `notebooks.select` and a check's `select` pick."""
+    name = path.rsplit("/", 1)[-1].rsplit("!", 1)[-1].lower()
+    return any(fnmatch.fnmatch(path.lower(), g.lower()) or fnmatch.fnmatch(name, g.lower()) for g in globs)

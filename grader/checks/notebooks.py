@@ -6,7 +6,6 @@ rubric executes notebooks); none reads a file.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from typing import Literal
 
@@ -15,17 +14,14 @@ from pydantic import Field, field_validator
 from grader.checks._registry import Criterion, Params, register_check
 from grader.checks._select import CONV_LAYERS, ModelSelector
 from grader.evidence import Claim, Evidence, NotebookEvidence
+from grader.notebooks import matches_globs
 from grader.results import CriterionResult
 
 _RERUN = "Restart the kernel and run every cell top to bottom before you hand the notebook in."
 
 
 def _selected(evidence: Evidence, globs: tuple[str, ...]) -> list[NotebookEvidence]:
-    def match(nb: NotebookEvidence) -> bool:
-        name = nb.path.rsplit("/", 1)[-1].rsplit("!", 1)[-1].lower()
-        return any(fnmatch.fnmatch(nb.path.lower(), g.lower()) or fnmatch.fnmatch(name, g.lower()) for g in globs)
-
-    return [nb for nb in evidence.notebooks if match(nb)]
+    return [nb for nb in evidence.notebooks if matches_globs(nb.path, globs)]
 
 
 class NotebookGlobs(Params):
