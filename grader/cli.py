@@ -48,6 +48,8 @@ def _grade_parser() -> argparse.ArgumentParser:
     p.add_argument("--single", action="store_true",
                    help="PATH is one submission (e.g. a student's repository), even if its files are in sub-folders")
     p.add_argument("--format", default="html,csv,json", help="comma-separated sinks (default html,csv,json)")
+    p.add_argument("--report-strings", type=Path, metavar="YAML",
+                   help="the report pages' words in your language (keys of grader/report/strings/en.yaml)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per model (default 1800)")
     p.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
                    help="isolation of student models: bwrap (bubblewrap), none, or auto: bwrap when usable (default)")
@@ -124,13 +126,29 @@ def _summary(outcome, out: TextIO, verbose: int) -> None:  # type: ignore[no-unt
                 console.print(f"  {s.student} {c.id}: {c.outcome} — {c.message}", markup=False, highlight=False)
     print(f"graded {len(r.students)} submission(s) in {r.run.seconds:.1f} s "
           f"({outcome.gathered} gathered, {outcome.cached} from cache); {r.run.sandbox_note}", file=out)
-    for path in outcome.written:
+    for path in _shown(outcome.written):
         print(f"wrote {path}", file=out)
+
+
+def _shown(paths: list[Path]) -> list[str]:
+    """The paths written, with a folder of many pages (one per student) said once."""
+    by_folder: dict[Path, list[Path]] = {}
+    for path in paths:
+        by_folder.setdefault(path.parent, []).append(path)
+    shown: list[str] = []
+    for path in paths:
+        group = by_folder[path.parent]
+        if len(group) <= 3:
+            shown.append(str(path))
+        elif path == group[0]:
+            shown.append(f"{path.parent}{os.sep} ({len(group)} pages)")
+    return shown
 
 
 def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
     from grader.pipeline import grade
     from grader.report import sink_names
+    from grader.report.strings import load_strings
     from grader.rubric import load_rubric
     from grader.settings import Settings, project_defaults
 
@@ -151,8 +169,9 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
         only=tuple(args.only or ()), single=args.single, formats=formats, timeout_per_model=args.timeout, cache=not args.no_cache,
         download=not args.no_download, verify_checksums=not args.own_test_set, project_root=root,
         sandbox=args.sandbox, memory_limit_gb=args.memory_limit, allow_unsandboxed_code=args.allow_unsandboxed_code,
-        zygote=not args.no_zygote,
+        zygote=not args.no_zygote, report_strings=args.report_strings or defaults.get("report_strings"),  # type: ignore[arg-type]
     )
+    load_strings(settings.report_strings)  # a typo in a translation stops here, before any grading
     progress, update = _progress(stderr, args.quiet)
     if progress is not None:
         with progress:
@@ -224,12 +243,17 @@ def _cmd_report(argv: list[str], stdout: TextIO) -> int:
     p.add_argument("results", type=Path)
     p.add_argument("--format", default="html")
     p.add_argument("-o", "--out", type=Path, help="default: the folder of results.json")
+    p.add_argument("--report-strings", type=Path, metavar="YAML", help="the pages' words in your language")
     args = p.parse_args(argv)
+    from grader.report import ReportOptions
+    from grader.report.strings import load_strings
+
+    options = ReportOptions(strings=load_strings(args.report_strings))
     try:
         results = Results.model_validate_json(args.results.read_bytes())
     except (OSError, ValidationError, ValueError) as exc:
         raise GraderError(f"{args.results}: not a results.json this grader can read ({str(exc).splitlines()[0]})") from None
-    for path in write_reports(results, args.out or args.results.parent, [f.strip() for f in args.format.split(",")]):
+    for path in _shown(write_reports(results, args.out or args.results.parent, [f.strip() for f in args.format.split(",")], options)):
         print(f"wrote {path}", file=stdout)
     return ExitCode.OK
 

@@ -64,6 +64,38 @@ class WorkerRequest(Frozen):
     limits: Limits = Limits()
 
 
+class PublicError(Frozen):
+    """A PUBLIC sample image the model got wrong with the chosen preprocessing (for the student's page)."""
+
+    index: int  # in the public sample
+    predicted: int
+    confidence: float
+
+
+MAX_PUBLIC_ERRORS = 12
+
+
+def public_errors(probs: np.ndarray, labels: np.ndarray, limit: int = MAX_PUBLIC_ERRORS) -> tuple[PublicError, ...]:
+    """Up to `limit` misclassified public images, the most confident mistake of each true class first
+    (so the examples show different confusions), then the next most confident ones."""
+    if probs.ndim != 2 or len(probs) != len(labels) or not probs.size or not np.isfinite(probs).all():
+        return ()  # a model that outputs NaN gets its error from the grader's scoring, not examples
+    predicted = np.argmax(probs, axis=1)
+    conf = probs
+    if probs.min() < 0 or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):  # logits: confidences by softmax
+        e = np.exp(probs - probs.max(axis=1, keepdims=True))
+        conf = e / e.sum(axis=1, keepdims=True)
+    wrong = np.flatnonzero(predicted != labels)
+    order = sorted(wrong.tolist(), key=lambda i: (-float(conf[i, predicted[i]]), i))
+    first: dict[int, int] = {}
+    for i in order:
+        first.setdefault(int(labels[i]), i)
+    picks = sorted(first.values(), key=lambda i: (-float(conf[i, predicted[i]]), i))
+    picks += [i for i in order if i not in set(picks)]
+    return tuple(PublicError(index=int(i), predicted=int(predicted[i]), confidence=round(float(conf[i, predicted[i]]), 4))
+                 for i in picks[:limit])
+
+
 class WorkerModelResult(Frozen):
     index: int
     ok: bool
@@ -75,6 +107,7 @@ class WorkerModelResult(Frozen):
     screening: dict[str, float] = {}  # every candidate on the first adapt.SCREEN_SIZE images ({} if not screened)
     description: str | None = None
     predictions: str | None = None  # file name in out_dir
+    public_errors: tuple[PublicError, ...] = ()  # with the chosen candidate, on the public sample
     error: str | None = None
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
@@ -204,11 +237,15 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
         output_shape = _shape(model.output_shape)
         every = {c.key: c for c in adapt.candidates(input_shape)}
 
+        public_probs: dict[str, np.ndarray] = {}
+
         def score(keys: list[str], n: int) -> dict[str, float]:
             out = {}
             for k in keys:
                 probs = _predict(model, public_x[:n], input_shape, every[k], stats, batch_size)
                 out[k] = float(np.mean(np.argmax(probs, axis=1) == public_y[:n])) if probs.size else 0.0
+                if n == len(public_x):
+                    public_probs[k] = probs
             return out
 
         screening: dict[str, float] = {}
@@ -225,7 +262,7 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
         return WorkerModelResult(
             index=item.index, ok=True, loader=loader, input_shape=input_shape, output_shape=output_shape,
             candidate=key, candidates=scores, screening=screening, description=adapt.describe(cand, input_shape), predictions=name,
-            warnings=tuple(warnings), seconds=time.perf_counter() - start,
+            public_errors=public_errors(public_probs[key], public_y) if key in public_probs else (), warnings=tuple(warnings), seconds=time.perf_counter() - start,
         )
     except Exception as exc:  # noqa: BLE001 - a broken model is a result, not a crash of the batch
         return WorkerModelResult(index=item.index, ok=False, error=_short(exc), warnings=tuple(warnings),

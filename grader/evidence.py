@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from grader._frozen import Frozen
 
@@ -124,6 +124,17 @@ class Metrics(Frozen):
     confusion: tuple[tuple[int, ...], ...]
 
 
+class PublicExample(Frozen):
+    """An image of the PUBLIC train split that the model got wrong (never a hidden-test image): shown to
+    the student as an example of its mistakes. `png` is a small base64 PNG made by the grader."""
+
+    index: int  # index in the public sample the grader used to choose the preprocessing
+    label: int
+    predicted: int
+    confidence: float  # the model's confidence in the wrong class, in [0, 1]
+    png: str = ""
+
+
 class ModelEvidence(Frozen):
     """One model file in a submission: its architecture and, when evaluated, its measured scores."""
 
@@ -143,6 +154,13 @@ class ModelEvidence(Frozen):
     outcome: Literal["timeout", "out_of_memory", "killed", "error"] | None = None
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
+    # Fingerprints for finding near-identical submissions (grader.similarity); teacher-only, never on a
+    # student's page. `weights_fingerprint`: sha256 over the sorted per-tensor hashes of the stored
+    # weights, so it does not change when layers are renamed or reordered (grader.fingerprints).
+    weights_fingerprint: str | None = None
+    # The predicted class of every hidden-test image, in order: base64 of uint8 (grader.fingerprints.encode_labels)
+    predicted: str | None = None
+    public_errors: tuple[PublicExample, ...] = ()  # a few misclassified PUBLIC images, with thumbnails
 
     @property
     def accuracy(self) -> float | None:
@@ -228,8 +246,22 @@ class NotebookRun(Frozen):
     neutralised: tuple[str, ...] = ()  # Colab-only lines the grader did not run, and what it did instead
     artifacts: tuple[str, ...] = ()  # model files the notebook wrote (paths relative to its folder)
     claims: tuple[Claim, ...] = ()  # scores the executed notebook printed
+    histories: tuple[History, ...] = ()  # training histories printed in the grader's run
     peak_memory_mb: float | None = None
     log_tail: str = ""  # the runner's last lines, when it did not end well
+
+
+class History(Frozen):
+    """A training history read from the text Keras prints during ``fit()`` ("Epoch 3/10 ... loss: 0.31 -
+    accuracy: 0.89 - val_loss: ..."): one value per epoch for every metric printed, in epoch order.
+    A diverged run prints ``nan``: kept as NaN in JSON too (pydantic would write null and refuse it back)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")
+
+    cell: int
+    epochs: int  # epochs printed (len of every series)
+    metrics: dict[str, tuple[float, ...]]  # "loss", "accuracy", "val_loss", "val_accuracy", ...
+    origin: Literal["submitted", "executed"] = "submitted"
 
 
 class NotebookEvidence(Frozen):
@@ -248,6 +280,9 @@ class NotebookEvidence(Frozen):
     claims: tuple[Claim, ...] = ()  # scores printed in the outputs as handed in
     content: tuple[NotebookCell, ...] = ()
     syntax_errors: tuple[str, ...] = ()  # "cell 4: invalid syntax (line 2)": cells the AST could not read
+    histories: tuple[History, ...] = ()  # training histories printed in the outputs as handed in
+    # winnowed hashes of the normalised code (grader.fingerprints.code_fingerprints); teacher-only
+    code_fingerprints: tuple[int, ...] = ()
     run: NotebookRun | None = None
     error: str | None = None
 

@@ -8,6 +8,8 @@ used here, in the grader's process, after the worker has returned its raw output
 
 from __future__ import annotations
 
+import base64
+import io
 import shutil
 import tempfile
 import threading
@@ -21,7 +23,7 @@ from grader import metrics as _metrics
 from grader._version import __version__
 from grader.adapt import SCREEN_SIZE, Stats
 from grader.discover import SubmissionFile, Submission, extract_models, file_sha256, list_files
-from grader.evaluate import Limits, WorkerModel, WorkerModelResult, WorkerRequest
+from grader.evaluate import MAX_PUBLIC_ERRORS, Limits, WorkerModel, WorkerModelResult, WorkerRequest
 from grader.evidence import (
     AppCall,
     Architecture,
@@ -30,7 +32,9 @@ from grader.evidence import (
     ModelEvidence,
     NotebookEvidence,
     Preprocessing,
+    PublicExample,
 )
+from grader.fingerprints import code_fingerprints, encode_labels, weights_fingerprint
 from grader.inspect import InspectError, inspect_model_file
 from grader.kaggle import looks_like_kaggle, read_kaggle
 from grader.notebook_exec import NotebookContext, execute_notebook
@@ -44,7 +48,8 @@ MAX_PREDICTION_BYTES = 512 * 1024**2
 MAX_RESULT_BYTES = 1024**2  # a worker's JSON answer for one model
 # Part of the evidence cache key: bump it whenever a change here, in the worker or in the inputs
 # would give different evidence for the same files, so that cached evidence is not reused across it.
-GATHER_FORMAT = "3"  # 2: class-interleaved public sample, screened preprocessing candidates; 3: notebooks executed
+GATHER_FORMAT = "4"  # 2: class-interleaved public sample, screened preprocessing candidates; 3: notebooks executed;
+# 4: fingerprints for similarity, public-split mistakes, training histories
 
 
 @dataclass(frozen=True)
@@ -111,16 +116,19 @@ def _inspect(f: SubmissionFile, calls: tuple[AppCall, ...], options: GatherOptio
         arch = inspect_model_file(f.real)
     except InspectError as exc:
         return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="error", error=str(exc))
+    fingerprint = weights_fingerprint(f.real)
     pretrained = decide_pretrained(arch, notebook_calls=calls, reference_weights=_reference_for(arch, options.reference_weights),
                                    model_path=f.real)
     if arch.code_layers and not options.runs_code:
         return ModelEvidence(
             path=f.label, size_bytes=f.size, sha256=sha, status="needs_sandbox", architecture=arch, pretrained=pretrained,
+            weights_fingerprint=fingerprint,
             error=f"the model contains layers that carry code ({', '.join(arch.code_layers)}); loading it runs that "
                   "code, and this grading run had no sandbox (bubblewrap), so the model was only inspected, not "
                   "evaluated; your teacher can grade it on a machine with the sandbox",
         )
-    return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="inspected", architecture=arch, pretrained=pretrained)
+    return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="inspected", architecture=arch, pretrained=pretrained,
+                         weights_fingerprint=fingerprint)
 
 
 def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: PublicInputs, scorer: Scorer,
@@ -153,7 +161,7 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
                 done[i] = models[i][0].model_copy(update={"status": "error", "error": result})
                 finished.append(i)
             elif result is not None:
-                done[i] = _with_result(models[i][0], result, out, scorer, inputs.public_count)
+                done[i] = _with_result(models[i][0], result, out, scorer, inputs)
                 finished.append(i)
         rest = [i for i in pending if i not in finished]
         if not rest:
@@ -187,7 +195,34 @@ def _read_result(path: Path) -> WorkerModelResult | str | None:
         return f"the evaluation's answer could not be read ({type(exc).__name__}); the model may interfere with the grader"
 
 
-def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path, scorer: Scorer, sample: int) -> ModelEvidence:
+def _thumbnail(image: np.ndarray) -> str:
+    """A base64 PNG of one PUBLIC image, for the student's page (28×28 grayscale: about 500 bytes)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image.astype(np.uint8))).save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _public_examples(result: WorkerModelResult, inputs: PublicInputs, num_classes: int) -> tuple[PublicExample, ...]:
+    """The worker's misclassified public images, checked (the worker is untrusted) and with thumbnails."""
+    if not result.public_errors:
+        return ()
+    try:
+        images = np.load(inputs.public_images, mmap_mode="r", allow_pickle=False)
+        labels = np.load(inputs.public_labels, allow_pickle=False)
+    except (OSError, ValueError):
+        return ()
+    out = []
+    for e in result.public_errors[:MAX_PUBLIC_ERRORS]:
+        if not (0 <= e.index < len(labels) and 0 <= e.predicted < num_classes) or int(labels[e.index]) == e.predicted:
+            continue
+        out.append(PublicExample(index=e.index, label=int(labels[e.index]), predicted=e.predicted,
+                                 confidence=min(1.0, max(0.0, e.confidence)), png=_thumbnail(np.asarray(images[e.index]))))
+    return tuple(out)
+
+
+def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path, scorer: Scorer, inputs: PublicInputs) -> ModelEvidence:
     update: dict[str, object] = {"seconds": round(result.seconds, 3), "warnings": model.warnings + result.warnings}
     if not result.ok or result.predictions is None:
         if result.error and classify(1, result.error) == "out_of_memory":
@@ -201,16 +236,19 @@ def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path, sco
         outputs = np.load(path, allow_pickle=False)
         if outputs.dtype.kind != "f":
             raise ValueError(f"predictions have dtype {outputs.dtype}")
-        metrics, note = scorer.score(outputs.astype(np.float32, copy=False))
+        outputs = outputs.astype(np.float32, copy=False)
+        metrics, note = scorer.score(outputs)
+        predicted = encode_labels(np.argmax(outputs, axis=1).astype(np.uint8))
     except (ValueError, OSError) as exc:
         return model.model_copy(update={**update, "status": "error", "loader": result.loader, "error": str(exc)})
     assert result.input_shape is not None and result.candidate is not None
     geometry, scale = result.candidate.split("/", 1)
     prep = Preprocessing(scale=scale, geometry=geometry, input_shape=result.input_shape, description=result.description or "",
-                         candidates=result.candidates, public_sample_size=sample, screening=result.screening,
+                         candidates=result.candidates, public_sample_size=inputs.public_count, screening=result.screening,
                          screening_sample_size=SCREEN_SIZE if result.screening else 0)
     return model.model_copy(update={**update, "status": "evaluated", "loader": result.loader, "metrics": metrics,
-                                    "preprocessing": prep, "output_note": note})
+                                    "preprocessing": prep, "output_note": note, "predicted": predicted,
+                                    "public_errors": _public_examples(result, inputs, len(scorer.class_names))})
 
 
 def _execute_notebooks(submission: Submission, files: list[SubmissionFile], static: list[NotebookEvidence],
@@ -233,6 +271,11 @@ def _execute_notebooks(submission: Submission, files: list[SubmissionFile], stat
     return out, produced
 
 
+def _with_fingerprints(nb: NotebookEvidence) -> NotebookEvidence:
+    sources = [c.source for c in nb.content if c.cell_type == "code"]
+    return nb.model_copy(update={"code_fingerprints": code_fingerprints(sources)}) if sources else nb
+
+
 def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options: GatherOptions, content_hash: str = "") -> Evidence:
     """All evidence about one submission. Never raises for a bad submission: failures are evidence."""
     start = time.perf_counter()
@@ -248,7 +291,7 @@ def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options
                 expanded += members
                 errors += zip_warnings
         every = files + expanded
-        notebooks: list[NotebookEvidence] = [read_notebook(f.real, f.label) for f in every if f.kind == "notebook"]
+        notebooks: list[NotebookEvidence] = [_with_fingerprints(read_notebook(f.real, f.label)) for f in every if f.kind == "notebook"]
         produced: list[tuple[SubmissionFile, str]] = []
         if options.notebooks is not None and options.notebooks.policy.execute:
             notebooks, produced = _execute_notebooks(submission, every, notebooks, options.notebooks, scratch / "notebooks")

@@ -8,6 +8,7 @@ from grader.checks import Criterion, get_check
 from grader.evidence import Evidence
 from grader.results import CriterionResult, CriterionSummary, Results, RunInfo, StudentResult
 from grader.rubric import Rubric
+from grader.similarity import find_similar
 
 _STATUS_WORDS = {
     "failed": "the grader could not gather evidence from your submission",
@@ -61,9 +62,12 @@ def judge_student(rubric: Rubric, evidence: Evidence) -> StudentResult:
     )
 
 
-def judge(rubric: Rubric, evidences: Iterable[Evidence], *, run: RunInfo, assignment_text: str = "") -> Results:
-    """Score every student on every criterion of `rubric`."""
-    students = tuple(judge_student(rubric, e) for e in sorted(evidences, key=lambda e: e.student))
+def judge(rubric: Rubric, evidences: Iterable[Evidence], *, run: RunInfo, assignment_text: str = "",
+          starter_fingerprints: frozenset[int] = frozenset()) -> Results:
+    """Score every student on every criterion of `rubric`, and find pairs of similar submissions
+    (flags for the teacher, never points)."""
+    ordered = sorted(evidences, key=lambda e: e.student)
+    students = tuple(judge_student(rubric, e) for e in ordered)
     return Results(
         assignment=rubric.assignment,
         title=rubric.title,
@@ -73,4 +77,5 @@ def judge(rubric: Rubric, evidences: Iterable[Evidence], *, run: RunInfo, assign
         students=students,
         run=run,
         assignment_text=assignment_text,
+        similarity=find_similar(ordered, starter_fingerprints=starter_fingerprints),
     )

@@ -35,7 +35,7 @@ from grader.discover import MODEL_SUFFIXES
 from grader.evaluate import Limits
 from grader.evidence import CellRun, NotebookRun
 from grader.notebook_run import EXECUTING_ENV, CellRecord, NotebookRequest, RunnerResult, neutralise, write_colab_stub
-from grader.notebooks import claims_from_cells, outputs_text
+from grader.notebooks import claims_from_cells, histories_from_cells, outputs_text
 from grader.rubric import NotebookPolicy
 from grader.sandbox import Isolation, _env, _system_binds, bwrap_base, log_tail, run_sandboxed, seccomp_program
 
@@ -205,6 +205,8 @@ def execute_notebook(notebook: Path, label: str, submission_root: Path, scratch:
                           error=r.error) for r in records)
     sources = {i: "".join(c.get("source", "")) for i, c in enumerate(nb.cells)}
     claims = claims_from_cells([(c.index, sources.get(c.index, ""), c.outputs) for c in cells], "executed")
+    # from the whole outputs: `CellRun.outputs` keeps only the end of a long training log
+    histories = histories_from_cells([(r.index, outputs_text(r.outputs, limit=None)) for r in records], "executed")
     if result is not None:
         status, message, failed = result.status, result.message, result.failed_cell
     else:  # killed from outside (wall time, memory) or the runner died: what it had written is kept
@@ -221,6 +223,7 @@ def execute_notebook(notebook: Path, label: str, submission_root: Path, scratch:
     run = NotebookRun(
         status=status, message=message, seconds=round(outcome.seconds, 2), cells_run=len(cells), failed_cell=failed,
         cells=cells, neutralised=tuple(notes), artifacts=tuple(a.label.split("→", 1)[1] for a in artifacts), claims=claims,
+        histories=histories,
         peak_memory_mb=result.peak_memory_mb if result else None,
         log_tail="" if status == "completed" else _clean_tail(log_tail(scratch / "runner.log")),
     )

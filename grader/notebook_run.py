@@ -176,6 +176,36 @@ def _text_size(out: Any) -> int:
     return len(str(data.get("text/plain", ""))) + (200 if len(data) > 1 else 0)
 
 
+_RAW_PER_VISIBLE = 500  # raw stream text allowed per character of the cap: 10 MB at the default, about half an hour of a Keras progress bar
+
+
+class _Screen:
+    """Counts the characters a stream shows once carriage returns and backspaces have done their
+    work, as a terminal (or Jupyter) would show them: a redrawn progress line counts once."""
+
+    def __init__(self) -> None:
+        self.done = 0  # characters of finished lines
+        self.line = 0  # length of the line being drawn
+        self.raw = 0
+
+    def feed(self, text: str) -> None:
+        self.raw += len(text)
+        for part in re.split(r"(\n|\r|\x08+)", text):
+            if part == "\n":
+                self.done += self.line + 1
+                self.line = 0
+            elif part == "\r":
+                self.line = 0
+            elif part.startswith("\x08"):
+                self.line = max(0, self.line - len(part))
+            else:
+                self.line += len(part)
+
+    @property
+    def visible(self) -> int:
+        return self.done + self.line
+
+
 def _count_processes() -> int:
     return sum(1 for entry in os.listdir("/proc") if entry.isdigit())
 
@@ -207,6 +237,7 @@ def run(request: NotebookRequest) -> RunnerResult:
     deadline = time.monotonic() + request.timeout
     started: dict[int, float] = {}
     sizes: dict[int, int] = {}
+    screens: dict[int, _Screen] = {}
     state: dict[str, Any] = {"cells_run": 0, "failed": None, "whole_timeout": False}
     stop, tripped = threading.Event(), threading.Event()
 
@@ -216,8 +247,15 @@ def run(request: NotebookRequest) -> RunnerResult:
                 used = sizes.get(cell_index, 0)
                 if used > request.max_output_chars:
                     return None  # dropped while it streams: a cell printing forever cannot fill memory
-                size = _text_size(msg.get("content", {})) if msg["msg_type"] != "stream" else len(msg["content"].get("text", ""))
-                sizes[cell_index] = used + size
+                if msg["msg_type"] == "stream":
+                    text = msg["content"].get("text", "")
+                    screen = screens.setdefault(cell_index, _Screen())
+                    screen.feed(text)
+                    # what the cell shows once progress bars have redrawn themselves (Keras redraws its
+                    # line ~20 times a second with \r or \b), with a cap on the raw text too
+                    sizes[cell_index] = max(screen.visible, screen.raw // _RAW_PER_VISIBLE)
+                else:
+                    sizes[cell_index] = used + _text_size(msg.get("content", {}))
                 if sizes[cell_index] > request.max_output_chars:
                     note = nbformat.v4.new_output("stream", name="stderr",
                                                   text=f"\n[grader] output of this cell cut at {request.max_output_chars} characters\n")

@@ -20,12 +20,13 @@ import fnmatch
 import json
 import re
 import warnings
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from grader.evidence import AppCall, Claim, FitCall, NotebookCell, NotebookEvidence, TrainableSet
+from grader.evidence import AppCall, Claim, FitCall, History, NotebookCell, NotebookEvidence, TrainableSet
 
 APPLICATION_NAMES = frozenset({
     "VGG16", "VGG19", "ResNet50", "ResNet50V2", "ResNet101", "ResNet152", "MobileNet", "MobileNetV2",
@@ -59,6 +60,9 @@ MAX_SOURCE_CHARS = 20_000  # per cell, in `content`
 MAX_OUTPUT_CHARS = 8_000  # per cell, in `content` and in the text claims are read from (the end is kept)
 MAX_CONTENT_CHARS = 400_000  # per notebook: later cells keep their place in `content`, with empty texts
 MAX_CLAIMS = 50  # per notebook: the last ones, since final results matter
+MAX_HISTORIES = 10  # training histories per notebook: the last ones
+MAX_HISTORY_EPOCHS = 1_000  # per history: the first ones
+MAX_HISTORY_METRICS = 12  # per history: the first ones printed
 TRUNCATED = "… [truncated]"
 
 _RAW_OUTPUT_CHARS = 2_000_000  # a cell's raw output is cut to its end before progress bars are redrawn
@@ -83,6 +87,14 @@ _EPOCH_HEADER = re.compile(r"^Epoch \d+/\d+$")
 _FIELD_SEPARATORS = re.compile(r"[,;|\t]| - ")
 _NOT_TEST = re.compile(r"\bval|\btrain", re.IGNORECASE)
 _WORDS_BEFORE_VALUE = frozenset({"is", "was", "of", "are", "=", ":"})
+# training histories: "Epoch 3/10" headers and the progress lines under them
+_FIT_HEADER = re.compile(r"Epoch (\d{1,9})/(\d{1,9})")
+_PROGRESS_START = re.compile(r"(?:(?P<steps>\d{1,12})/(?P<total>\d{1,12}|Unknown)(?![\w/])|-\s)")
+_METRIC_FIELD = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]{0,63})\s*:\s*"
+                           r"(?P<value>[-+]?(?:\d{1,40}(?:\.\d{0,40})?|\.\d{1,40})(?:[eE][-+]?\d{1,4})?|[-+]?(?:nan|inf))",
+                           re.IGNORECASE)
+_HISTORY_LINE_CHARS = 2_000  # the start of a progress line is read; Keras' lines are far shorter
+_HISTORY_FIELDS = 64  # " - "-separated fields read on a line
 
 
 # ------------------------------------------------------------------------------------------------
@@ -161,9 +173,11 @@ def _data_text(data: Any) -> str:
     return f"[{next(iter(data))}]"
 
 
-def outputs_text(outputs: Any) -> str:
-    """The text of a code cell's outputs (nbformat output dicts), cleaned and capped at
-    MAX_OUTPUT_CHARS, keeping the end. Used for saved outputs and for the grader's own run."""
+def outputs_text(outputs: Any, limit: int | None = MAX_OUTPUT_CHARS) -> str:
+    """The text of a code cell's outputs (nbformat output dicts), cleaned and capped at `limit`
+    characters, keeping the end. Used for saved outputs and for the grader's own run; `limit=None`
+    gives the whole cleaned text (of the raw output's last _RAW_OUTPUT_CHARS), which training
+    histories are read from, since a long training log does not fit in MAX_OUTPUT_CHARS."""
     if not isinstance(outputs, (list, tuple)):
         return ""
     pieces: list[str] = []
@@ -184,8 +198,8 @@ def outputs_text(outputs: Any) -> str:
             if pieces and not pieces[-1].endswith("\n"):
                 pieces.append("\n")
             pieces.append(piece + "\n")
-    raw = "".join(pieces)
-    return _keep_end(_clean_text(raw[-_RAW_OUTPUT_CHARS:]), MAX_OUTPUT_CHARS)
+    text = _clean_text("".join(pieces)[-_RAW_OUTPUT_CHARS:])
+    return text if limit is None else _keep_end(text, limit)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -345,6 +359,137 @@ def claims_from_cells(cells: Sequence[tuple[int, str, str]],
     for index, source, outputs in cells:
         claims += _cell_claims(index, source, outputs, origin)
     return tuple(claims[-MAX_CLAIMS:])
+
+
+# ------------------------------------------------------------------------------------------------
+# Training histories
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """A Keras progress line: ``1875/1875 ━━━━ 5s 2ms/step - accuracy: 0.81 - loss: 0.52`` (Keras 3),
+    ``1875/1875 [=====] - 6s 3ms/step - loss: 0.5 - accuracy: 0.82`` (tf.keras), ``469/469 - 5s -
+    10ms/step - loss: ...`` (verbose=2), `` - 5s - loss: ...`` (old Keras, verbose=2)."""
+
+    total: int | None  # steps in the epoch; None where not printed or "Unknown"
+    done: bool  # all steps done and no ETA: the line Keras prints when the epoch ends
+    metrics: dict[str, float]  # in printed order
+
+
+@dataclass
+class _Epoch:
+    """The progress lines under one "Epoch N/M" header: the epoch's final line is kept, not lines of a
+    later ``evaluate()`` or callback messages."""
+
+    line: _Progress | None = None
+
+    def feed(self, progress: _Progress) -> None:
+        kept = self.line
+        if kept is None:
+            self.line = progress
+            return
+        if kept.total is not None and progress.total is not None and kept.total != progress.total:
+            return  # another progress bar: evaluate(x_test) after the last epoch
+        if not kept.done or progress.done and progress.metrics.keys() > kept.metrics.keys():
+            # a later step of the epoch; or its final line redrawn with the val_ metrics, after a
+            # callback's message broke the line (an evaluate() on the same steps has no more metrics)
+            self.line = progress
+
+
+def _progress_line(line: str) -> _Progress | None:
+    """The metrics of a Keras progress line (stripped), or None when it is not one."""
+    start = _PROGRESS_START.match(line)
+    if start is None:
+        return None
+    metrics: dict[str, float] = {}
+    eta = False
+    for part in line[:_HISTORY_LINE_CHARS].split(" - ", _HISTORY_FIELDS):
+        part = part.strip()
+        if part.startswith("ETA"):
+            eta = True
+        elif len(metrics) < MAX_HISTORY_METRICS and (field := _METRIC_FIELD.fullmatch(part)) is not None:
+            metrics.setdefault(field["name"], float(field["value"]))
+    if not metrics:
+        return None
+    steps, total = start["steps"], start["total"]
+    if steps is None:  # " - 5s - loss: ...": printed once, at the epoch's end
+        return _Progress(total=None, done=not eta, metrics=metrics)
+    if total == "Unknown" or int(total) == 0:
+        return _Progress(total=None, done=False, metrics=metrics)
+    return _Progress(total=int(total), done=int(steps) >= int(total) and not eta, metrics=metrics)
+
+
+def _finished(epochs: list[_Progress]) -> list[_Progress]:
+    """A run's epochs without its last ones when they never ended (interrupted mid-epoch)."""
+    end = len(epochs)
+    while end and not epochs[end - 1].done:
+        end -= 1
+    return epochs[:end]
+
+
+def _fit_runs(text: str) -> Iterator[list[_Progress]]:
+    """Each training run a cleaned output text shows, as the final progress line of each epoch. A run is
+    a sequence of headers "Epoch 1/M", "Epoch 2/M", ...; a header that does not continue it (another
+    M, or "Epoch 1/" again: a second fit() in the cell) begins a new one."""
+    run: list[_Progress] = []
+    run_total = last_number = 0
+    epoch: _Epoch | None = None
+    for line in text.split("\n"):
+        line = line.strip()
+        header = _FIT_HEADER.fullmatch(line) if line.startswith("Epoch") else None
+        if header is None:
+            if epoch is not None and (progress := _progress_line(line)) is not None:
+                epoch.feed(progress)
+            continue
+        number, total = int(header[1]), int(header[2])
+        if not 1 <= number <= total:
+            continue
+        if epoch is not None and epoch.line is None:  # an epoch that printed nothing ends its run
+            yield _finished(run)
+            run = []
+        elif epoch is not None and epoch.line is not None and len(run) < MAX_HISTORY_EPOCHS:
+            run.append(epoch.line)
+        if run and (total != run_total or number != last_number + 1):
+            yield _finished(run)
+            run = []
+        run_total, last_number, epoch = total, number, _Epoch()
+    if epoch is not None and epoch.line is not None and len(run) < MAX_HISTORY_EPOCHS:
+        run.append(epoch.line)
+    yield _finished(run)
+
+
+def _series(text: str) -> Iterator[dict[str, tuple[float, ...]]]:
+    """Per training run an output text shows: each metric printed in all its epochs, one value an epoch."""
+    if not isinstance(text, str) or "Epoch" not in text:
+        return
+    for run in _fit_runs(_clean_text(text[-_RAW_OUTPUT_CHARS:])):
+        if run:
+            names = [name for name in run[0].metrics if all(name in epoch.metrics for epoch in run)]
+            if names:
+                yield {name: tuple(epoch.metrics[name] for epoch in run) for name in names}
+
+
+def histories_from_text(text: str, cell: int = 0,
+                        origin: Literal["submitted", "executed"] = "submitted") -> tuple[History, ...]:
+    """The training histories one cell's output text shows (raw, or cleaned as `outputs_text` gives
+    it): one History per ``fit()``, with one value per finished epoch for each metric Keras printed in
+    every epoch (``loss``, ``accuracy``, ``val_loss``, ``learning_rate``, ...), read from the epoch's final
+    progress line. Keras 3 and tf.keras, verbose 1 (progress bars redrawn with ``\\r`` and backspaces)
+    and 2. An epoch interrupted before its end is left out. At most MAX_HISTORIES (the last ones),
+    MAX_HISTORY_EPOCHS epochs each (the first ones) and MAX_HISTORY_METRICS metrics (the first printed)."""
+    return histories_from_cells([(cell, text)], origin)
+
+
+def histories_from_cells(cells: Sequence[tuple[int, str]],
+                         origin: Literal["submitted", "executed"]) -> tuple[History, ...]:
+    """Training histories printed in cells' outputs, in notebook order; each cell is (index, output text)
+    as `histories_from_text` reads it. At most MAX_HISTORIES per notebook: the last ones, since the final
+    training matters most."""
+    kept: deque[tuple[int, dict[str, tuple[float, ...]]]] = deque(maxlen=MAX_HISTORIES)
+    for index, text in cells:
+        kept.extend((index, series) for series in _series(text))
+    return tuple(History(cell=index, epochs=len(next(iter(series.values()))), metrics=series, origin=origin)
+                 for index, series in kept)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -518,7 +663,7 @@ class _Facts:
 
 
 def read_notebook(path: Path, label: str) -> NotebookEvidence:
-    """Cells, code facts and printed claims of one notebook, read without running it; a file that
+    """Cells, code facts, printed claims and training histories of one notebook, read without running it; a file that
     is too large or not a notebook becomes evidence with an error."""
     try:
         if path.stat().st_size > MAX_NOTEBOOK_BYTES:
@@ -532,6 +677,7 @@ def read_notebook(path: Path, label: str) -> NotebookEvidence:
     facts = _Facts()
     content: list[NotebookCell] = []
     printed: list[tuple[int, str, str]] = []
+    logs: list[tuple[int, str]] = []  # (cell, whole output text): training logs outgrow MAX_OUTPUT_CHARS
     syntax_errors: list[str] = []
     code_cells = 0
     budget = MAX_CONTENT_CHARS
@@ -545,8 +691,10 @@ def read_notebook(path: Path, label: str) -> NotebookEvidence:
         count = cell.get("execution_count")
         if cell_type == "code":
             code_cells += 1
-            outputs = outputs_text(cell.get("outputs"))
+            whole = outputs_text(cell.get("outputs"), limit=None)
+            outputs = _keep_end(whole, MAX_OUTPUT_CHARS)
             printed.append((index, source, outputs))
+            logs.append((index, whole))
             tree, error = _parse(source)
             if tree is None:
                 syntax_errors.append(f"cell {index}: {error}")
@@ -566,6 +714,7 @@ def read_notebook(path: Path, label: str) -> NotebookEvidence:
         app_calls=tuple(facts.app_calls), layer_calls=tuple(sorted(facts.layers)), fit_calls=tuple(facts.fit_calls),
         trainable_sets=tuple(facts.trainable_sets), augmentation=tuple(sorted(facts.augmentation)),
         claims=claims_from_cells(printed, "submitted"), content=tuple(content), syntax_errors=tuple(syntax_errors),
+        histories=histories_from_cells(logs, "submitted"),
     )
 
 

@@ -29,7 +29,10 @@ from grader.errors import GraderError
 from grader.evidence import Evidence
 from grader.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather
 from grader.judge import judge
-from grader.report import write_reports
+from grader.fingerprints import code_fingerprints
+from grader.notebooks import read_notebook
+from grader.report import ReportOptions, write_reports
+from grader.report.strings import load_strings
 from grader.results import Results, RunInfo
 from grader.rubric import Rubric
 from grader.bundle import KEY_ENV, is_bundle, open_bundle
@@ -132,6 +135,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
     t0 = time.perf_counter()
     out = settings.out or Path("reports") / rubric.assignment
     _check_writable(out)
+    report = ReportOptions(strings=load_strings(settings.report_strings))
     submissions = discover(path, list(settings.only) or None, single=settings.single)
     if not submissions:
         raise GraderError(f"{path}: no submissions found", hint="the folder should hold one sub-folder per student")
@@ -209,13 +213,25 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
             hidden_size=inputs.hidden_count, device=device, sandboxed=isolation.kind == "bwrap", sandbox_note=isolation.note,
             seconds=round(time.perf_counter() - t0, 2),
         )
-        results = judge(rubric, evidences, run=run, assignment_text=_assignment_text(rubric, settings))
-        written = write_reports(results, out, settings.formats)
+        results = judge(rubric, evidences, run=run, assignment_text=_assignment_text(rubric, settings),
+                        starter_fingerprints=_starter_fingerprints(rubric, settings))
+        written = write_reports(results, out, settings.formats, report)
         return GradeOutcome(results=results, written=written, cached=counts["cached"], gathered=counts["gathered"])
     finally:
         if zygotes is not None:
             zygotes.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _starter_fingerprints(rubric: Rubric, settings: Settings) -> frozenset[int]:
+    """Code the teacher handed out (notebooks in assignments/<id>/): shared by everyone, so never
+    evidence of copying. Removed from the notebook similarity comparison."""
+    folder = settings.project_root / "assignments" / rubric.assignment
+    found: set[int] = set()
+    for path in sorted(folder.glob("*.ipynb")) if folder.is_dir() else []:
+        nb = read_notebook(path, path.name)
+        found.update(code_fingerprints([c.source for c in nb.content if c.cell_type == "code"]))
+    return frozenset(found)
 
 
 def _reference_dir(settings: Settings, hidden_dir: Path) -> Path | None:

@@ -64,6 +64,20 @@ class RunInfo(Frozen):
     seconds: float = 0.0
 
 
+SimilarityKind = Literal["identical_file", "same_weights", "predictions", "notebook_code"]
+
+
+class SimilarityFlag(Frozen):
+    """Two students whose submissions match more than independent work would. For the teacher to judge:
+    never a penalty, never on a student's page."""
+
+    students: tuple[str, str]  # sorted
+    kind: SimilarityKind
+    strength: float  # in [0, 1]: 1.0 identical; for predictions the agreement, for code the overlap
+    what: tuple[str, str]  # the two files that matched (model paths or notebook paths)
+    detail: str  # what matched and how strongly, in a sentence for the teacher
+
+
 class Results(Frozen):
     assignment: str
     title: str
@@ -72,3 +86,4 @@ class Results(Frozen):
     students: tuple[StudentResult, ...]
     run: RunInfo
     assignment_text: str = ""
+    similarity: tuple[SimilarityFlag, ...] = ()  # teacher-only; see grader.similarity

@@ -34,6 +34,7 @@ class Settings(BaseModel):
     download: bool = True
     verify_checksums: bool = True  # False: a teacher's own test split, not the official files
     project_root: Path = Path(".")
+    report_strings: Path | None = None  # a translation of grader/report/strings/en.yaml
 
 
 def project_defaults(start: Path) -> dict[str, object]:
@@ -50,6 +51,8 @@ def project_defaults(start: Path) -> dict[str, object]:
             except (tomllib.TOMLDecodeError, OSError):
                 return {}
             out: dict[str, object] = {"project_root": folder}
+            if "report_strings" in table:
+                out["report_strings"] = (folder / str(table["report_strings"])).resolve()
             for key in ("hidden_tests", "public_data"):
                 if key in table and not os.environ.get("GRADER_HIDDEN_TESTS"):
                     path = (folder / str(table[key])).resolve()

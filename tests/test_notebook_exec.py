@@ -166,7 +166,7 @@ def test_a_cell_that_raises_stops_the_run_and_keeps_what_ran(graded) -> None:  #
     assert run.cells[1].status == "error" and run.cells[1].error.startswith("KeyError: 'missing'")
     result = {c.id: c for c in s.criteria}["runs"]
     assert result.outcome == "fail" and "cell 2 raised an error" in result.message and "KeyError" in result.message
-    page = (out / "raises.html").read_text()
+    page = (out / "feedback" / "raises.html").read_text()
     assert 'class="cell failed"' in page and "the run stopped here" in page
     assert "<script>alert" not in page and "&lt;script&gt;alert" in page  # notebook text is escaped
 

@@ -99,7 +99,7 @@ def test_reports_are_written(graded) -> None:  # type: ignore[no-untyped-def]
     outcome, _, out = graded
     names = {p.name for p in outcome.written}
     assert {"index.html", "grades.csv", "results.json", "good.html", "empty.html"} <= names
-    assert "cnn.keras" in (out / "good.html").read_text()
+    assert "cnn.keras" in (out / "feedback" / "good.html").read_text()
 
 
 def test_regrade_with_new_threshold_uses_the_cache(graded, klass: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,17 +1,28 @@
 """Sinks: each writes files from a Results object and returns their paths. Sinks only read.
 
-`write(results, out_dir) -> list[Path]`, registered by name and chosen with ``--format html,csv``.
+`write(results, out_dir, options) -> list[Path]`, registered by name and chosen with ``--format html,csv``.
+`options` carries how to render (the pages' words), never anything that changes a score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.checks._registry import unknown_name_message
 from grader.results import Results
 
-Sink = Callable[[Results, Path], list[Path]]
+@dataclass(frozen=True)
+class ReportOptions:
+    """How sinks render. `strings`: the pages' words (grader.report.strings.load_strings); `jobs`:
+    processes that draw charts (0: up to 4, as the machine has cores)."""
+
+    strings: Mapping[str, str] = field(default_factory=dict)
+    jobs: int = 0
+
+
+Sink = Callable[[Results, Path, ReportOptions], list[Path]]
 _SINKS: dict[str, Sink] = {}
 
 
@@ -35,11 +46,11 @@ def get_sink(name: str) -> Sink:
     return _SINKS[name]
 
 
-def write_reports(results: Results, out: Path, formats: Iterable[str]) -> list[Path]:
+def write_reports(results: Results, out: Path, formats: Iterable[str], options: ReportOptions | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name in formats:
-        written += get_sink(name)(results, out)
+        written += get_sink(name)(results, out, options or ReportOptions())
     return written
 
 
@@ -47,4 +58,4 @@ from grader.report import files as _files  # noqa: E402,F401  (registers json an
 from grader.report import html as _html  # noqa: E402,F401  (registers html)
 from grader.report import autograders as _autograders  # noqa: E402,F401  (classroom, summary, gradescope, canvas, moodle)
 
-__all__ = ["get_sink", "register_sink", "sink_names", "write_reports"]
+__all__ = ["ReportOptions", "get_sink", "register_sink", "sink_names", "write_reports"]

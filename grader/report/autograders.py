@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from grader.report import register_sink
+from grader.report import ReportOptions, register_sink
 from grader.report.files import _atomic_write, _cell
 from grader.report.html import file_stem
 from grader.results import CriterionResult, Results, StudentResult
@@ -72,7 +72,7 @@ def _one_or_each(results: Results, out: Path, name: str, suffix: str) -> list[tu
 
 
 @register_sink("classroom")
-def write_classroom(results: Results, out: Path) -> list[Path]:
+def write_classroom(results: Results, out: Path, options: ReportOptions | None = None) -> list[Path]:
     """classroom.json (one submission) or classroom/<student>.json: the reporter's JSON."""
     return [_atomic_write(path, json.dumps(classroom_result(results, s), indent=1, ensure_ascii=False))
             for s, path in _one_or_each(results, out, "classroom", ".json")]
@@ -106,7 +106,7 @@ def summary_markdown(results: Results, student: StudentResult) -> str:
 
 
 @register_sink("summary")
-def write_summary(results: Results, out: Path) -> list[Path]:
+def write_summary(results: Results, out: Path, options: ReportOptions | None = None) -> list[Path]:
     """summary.md: a Markdown table of criteria per student (the job summary of a workflow)."""
     text = "\n".join(summary_markdown(results, s) for s in results.students)
     return [_atomic_write(out / "summary.md", text)]
@@ -139,7 +139,7 @@ def gradescope_result(results: Results, student: StudentResult) -> dict[str, Any
 
 
 @register_sink("gradescope")
-def write_gradescope(results: Results, out: Path) -> list[Path]:
+def write_gradescope(results: Results, out: Path, options: ReportOptions | None = None) -> list[Path]:
     """gradescope.json (copy it to /autograder/results/results.json) or gradescope/<student>.json."""
     return [_atomic_write(path, json.dumps(gradescope_result(results, s), indent=1, ensure_ascii=False))
             for s, path in _one_or_each(results, out, "gradescope", ".json")]
@@ -187,12 +187,12 @@ def _assignment_column(results: Results) -> str:
 
 
 @register_sink("canvas")
-def write_canvas(results: Results, out: Path) -> list[Path]:
+def write_canvas(results: Results, out: Path, options: ReportOptions | None = None) -> list[Path]:
     """canvas.csv: Canvas gradebook import."""
     return [_atomic_write(out / "canvas.csv", canvas_frame(results).to_csv(index=False))]
 
 
 @register_sink("moodle")
-def write_moodle(results: Results, out: Path) -> list[Path]:
+def write_moodle(results: Results, out: Path, options: ReportOptions | None = None) -> list[Path]:
     """moodle.csv: Moodle grade import."""
     return [_atomic_write(out / "moodle.csv", moodle_frame(results).to_csv(index=False))]

@@ -6,7 +6,7 @@ import csv
 import os
 from pathlib import Path
 
-from grader.report import register_sink
+from grader.report import ReportOptions, register_sink
 from grader.results import Results
 
 
@@ -18,7 +18,7 @@ def _atomic_write(path: Path, text: str) -> Path:
 
 
 @register_sink("json")
-def write_json(results: Results, out: Path) -> list[Path]:
+def write_json(results: Results, out: Path, options: ReportOptions | None = None) -> list[Path]:
     """results.json: the whole Results object; `grade report results.json` re-renders from it."""
     return [_atomic_write(out / "results.json", results.model_dump_json(indent=1))]
 
@@ -29,7 +29,7 @@ def _cell(value: str) -> str:
 
 
 @register_sink("csv")
-def write_csv(results: Results, out: Path) -> list[Path]:
+def write_csv(results: Results, out: Path, options: ReportOptions | None = None) -> list[Path]:
     """grades.csv: student, total, max, status, best accuracy, then points per criterion id."""
     path = out / "grades.csv"
     tmp = path.with_suffix(".csv.tmp")

@@ -1,19 +1,41 @@
-"""HTML sink: index.html for the class and one self-contained page per student.
+"""HTML sink: the class page for the teacher, and two pages per student.
 
-Jinja2 with autoescaping everywhere: student ids, file names, layer names and error messages are
-student-controlled and must never become markup. No CDN, no external file: CSS and SVG inline.
+    index.html                the class (teacher): table, histogram, item analysis, similarity
+    students/<student>.html   the teacher's view of one student: everything, with the criteria's
+                              details and the similarity flags that involve the student
+    feedback/<student>.html   the student's own page, to hand out: no other student, no detail meant
+                              for the teacher, nothing about the hidden set but its size
+
+What a student must not see is left out of the HTML of the feedback pages, not hidden with CSS
+(`view == "student"` in the templates; tests read the HTML for it).
+
+Every page is one self-contained file: CSS inline, charts as inline SVG (matplotlib), thumbnails
+as data: URIs, no CDN and no request to anywhere (a Content-Security-Policy says so, and allows
+only the page's own script, by hash). Jinja2 autoescapes everything: student ids, file names,
+layer names, notebook text and error messages are student-controlled and never become markup.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
+from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 
-from grader.report import register_sink
-from grader.results import Results, StudentResult
+from grader.report import ReportOptions, register_sink
+from grader.report import charts
+from grader.report.strings import english
+from grader.report.views import item_analysis, student_view
+from grader.results import Results
+
+STUDENT_DIR = "feedback"
+TEACHER_DIR = "students"
 
 
 def file_stem(student: str) -> str:
@@ -26,6 +48,12 @@ def page_name(student: str) -> str:
     return f"{file_stem(student)}.html"
 
 
+def _fmt(template: str, **values: object) -> Markup:
+    """A translatable string with its placeholders filled; the text and the values are escaped
+    (a value that is already Markup, e.g. from the `strong` filter, is kept)."""
+    return escape(template).format(**{k: v if isinstance(v, Markup) else escape(str(v)) for k, v in values.items()})
+
+
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("grader", "report/templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
@@ -33,44 +61,68 @@ def _env() -> Environment:
     env.filters["pct"] = lambda v: "–" if v is None else f"{100 * v:.2f}%"
     env.filters["num"] = lambda v: "–" if v is None else f"{v:,}"
     env.filters["pts"] = lambda v: f"{v:g}"
+    env.filters["fmt"] = _fmt
+    env.filters["strong"] = lambda v: Markup("<strong>{}</strong>").format(v)
+    env.filters["code"] = lambda v: Markup("<code>{}</code>").format(v)
     return env
 
 
-def _histogram(results: Results, bins: int = 10) -> list[dict[str, object]]:
-    top = results.max_points or 1
-    counts = [0] * bins
-    for s in results.students:
-        counts[min(bins - 1, int(bins * s.points / top))] += 1
-    return [{"lo": top * i / bins, "hi": top * (i + 1) / bins, "count": c} for i, c in enumerate(counts)]
+def _script(name: str) -> tuple[str, str]:
+    """A page script and its CSP hash ('sha256-…')."""
+    text = resources.files("grader.report").joinpath(f"templates/{name}").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+    return text, f"'sha256-{digest}'"
+
+
+def _csp(script_hash: str | None) -> str:
+    scripts = script_hash or "'none'"
+    return (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src {scripts}; "
+            "base-uri 'none'; form-action 'none'")
 
 
 def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
 
 
+def _strings(options: ReportOptions | None) -> Mapping[str, str]:
+    return options.strings if options is not None and options.strings else english()
+
+
 @register_sink("html")
-def write_html(results: Results, out: Path) -> list[Path]:
-    """index.html (the class) and <student>.html (feedback per student)."""
+def write_html(results: Results, out: Path, options: ReportOptions | None = None) -> list[Path]:
+    """index.html (the class, for the teacher), students/<student>.html (the teacher's view of each
+    student) and feedback/<student>.html (each student's own page)."""
+    t = _strings(options)
     env = _env()
-    written = [_write(out / "index.html", env.get_template("index.html.j2").render(r=results, hist=_histogram(results)))]
+    cache = charts.ChartCache(out / ".charts")
+    script, script_hash = _script("class.js")
+    items = item_analysis(results)
+    n = len(results.students)
+    hist = charts.chart("histogram", [s.points for s in results.students], results.max_points, label=t["hist_label"],
+                        xlabel=t["hist_x"], ylabel=t["hist_y"]) if n else None
+    rates = charts.chart("pass_rates", [i.id for i in items], [i.passed / max(1, n) for i in items],
+                         label=t["pass_rates_label"], xlabel=t["pass_rates_x"]) if items and n else None
+    views = [student_view(results, s, t) for s in results.students]
+    cache.draw_all([c for c in (hist, rates) if c] + [c for v in views for c in v.charts], jobs=_jobs(options))
+    env.globals["svg"] = cache.svg
+    similar = {name for f in results.similarity for name in f.students}
+    written = [_write(out / "index.html", env.get_template("index.html.j2").render(
+        r=results, t=t, hist=hist, rates=rates, items=items, similar=similar, script=script,
+        csp=_csp(script_hash), view="teacher", teacher_dir=TEACHER_DIR))]
     student_tpl = env.get_template("student.html.j2")
-    for s in results.students:
-        written.append(_write(out / page_name(s.student), student_tpl.render(r=results, s=s, base_paths=_base_paths(s))))
+    for s, v in zip(results.students, views):
+        for view, folder in (("teacher", TEACHER_DIR), ("student", STUDENT_DIR)):
+            html = student_tpl.render(r=results, s=s, v=v, t=t, view=view, csp=_csp(None),
+                                      own_page=f"../{STUDENT_DIR}/{page_name(s.student)}")
+            written.append(_write(out / folder / page_name(s.student), html))
     return written
 
 
-def _base_paths(s: StudentResult) -> dict[str, dict[str, str]]:
-    """For each model: '/'-joined layer path -> base display name, to mark base layers in tables."""
-    out: dict[str, dict[str, str]] = {}
-    for m in s.evidence.models:
-        marks: dict[str, str] = {}
-        for b in m.architecture.bases if m.architecture else ():
-            if b.container:
-                marks[b.container] = b.display
-            for p in b.layers:
-                marks[p] = b.display
-        out[m.path] = marks
-    return out
+def _jobs(options: ReportOptions | None) -> int:
+    if options is not None and options.jobs:
+        return options.jobs
+    return min(4, os.cpu_count() or 1)
