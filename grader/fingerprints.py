@@ -36,7 +36,7 @@ from typing import IO
 import h5py
 import numpy as np
 
-from grader.inspect import _open_member_h5  # reads a stored `.keras` member in place (no copy)
+from grader.inspect import open_member_h5  # reads a stored `.keras` member in place (no copy)
 
 __all__ = ["code_fingerprints", "decode_labels", "encode_labels", "weights_fingerprint"]
 
@@ -96,7 +96,7 @@ def _open_keras_weights(path: Path) -> Iterator[h5py.File | None]:
         if info.file_size > _MAX_MEMBER_BYTES:
             raise _Refused(f"{_WEIGHTS_MEMBER} is {info.file_size} bytes")
         if info.compress_type == zipfile.ZIP_STORED:  # as Keras writes it: read in place
-            with _open_member_h5(zf, info, path) as f:
+            with open_member_h5(zf, info, path) as f:
                 yield f
             return
         # re-zipped with compression: h5py seeks backwards, which a compressed stream does badly,

@@ -325,7 +325,7 @@ def _member_offset(fh: BinaryIO, info: zipfile.ZipInfo) -> int:
 
 
 @contextmanager
-def _open_member_h5(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> Iterator[h5py.File]:
+def open_member_h5(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> Iterator[h5py.File]:
     if info.compress_type == zipfile.ZIP_STORED:
         with path.open("rb") as fh:
             start = _member_offset(fh, info)
@@ -356,7 +356,7 @@ def _open_keras_zip(path: Path) -> Iterator[_Source]:
         if "model.weights.h5" not in names:  # sharded or npz weights: architecture only
             yield _Source("keras", config, _str_or_none(version), None, "keras")
             return
-        with _open_member_h5(zf, zf.getinfo("model.weights.h5"), path) as weights:
+        with open_member_h5(zf, zf.getinfo("model.weights.h5"), path) as weights:
             yield _Source("keras", config, _str_or_none(version), weights, "keras")
 
 

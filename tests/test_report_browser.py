@@ -226,3 +226,19 @@ def test_feedback_page_fits_a_phone(browser, report: Path, artifacts: Path) -> N
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 1
     assert problems == []
+
+
+@pytest.mark.parametrize("page_path", ["index.html", "students/ann.html", "feedback/ann.html", "feedback/vera.html"])
+def test_pages_pass_an_automated_accessibility_check(browser, report: Path, artifacts: Path, page_path: str) -> None:  # type: ignore[no-untyped-def]
+    """axe-core (the engine behind Lighthouse's accessibility audit, bundled in axe-playwright-python):
+    no violation at all of the WCAG 2 A/AA rules it checks (contrast, labels, headings, tables, names)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page, problems = _open(browser, (report / page_path).as_uri())
+    page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")  # check what is folded too
+    response = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21aa"]},
+                                        "resultTypes": ["violations"]}).response
+    found = [f"{v['id']} ({v['impact']}): {v['help']} — e.g. {v['nodes'][0]['html'][:160]}" for v in response["violations"]]
+    (artifacts / f"axe-{page_path.replace('/', '-')}.json").write_text(json.dumps(response["violations"], indent=1))
+    assert found == []
+    assert problems == []

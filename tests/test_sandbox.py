@@ -294,7 +294,7 @@ def test_unsandboxed_run_says_so_and_does_not_run_code(tmp_path: Path, fmnist_di
     assert not run.sandboxed and run.sandbox_note.startswith("NOT SANDBOXED")
     (model,) = outcome.results.students[0].evidence.models
     assert model.status == "needs_sandbox" and not (tmp_path / "ran").exists()
-    assert "NOT SANDBOXED" in (out / "index.html").read_text() and "NOT SANDBOXED" in (out / "lambda.html").read_text()
+    assert "NOT SANDBOXED" in (out / "index.html").read_text() and "NOT SANDBOXED" in (out / "feedback" / "lambda.html").read_text()
 
 
 # ------------------------------------------------------------------------------------------------
