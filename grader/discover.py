@@ -19,8 +19,8 @@ from grader._frozen import Frozen
 from grader.errors import GraderError
 from grader.evidence import FileInfo, FileKind
 
-MODEL_SUFFIXES = (".h5", ".hdf5", ".keras")
-_KINDS: dict[str, FileKind] = {".h5": "model", ".hdf5": "model", ".keras": "model", ".ipynb": "notebook",
+MODEL_SUFFIXES = (".h5", ".hdf5", ".keras", ".tflite")
+_KINDS: dict[str, FileKind] = {".h5": "model", ".hdf5": "model", ".keras": "model", ".tflite": "model", ".ipynb": "notebook",
                                 ".csv": "csv", ".zip": "archive"}
 _SKIP_DIRS = {".git", ".ipynb_checkpoints", "__MACOSX", "__pycache__", ".venv", "venv", "node_modules", ".github"}
 MAX_FILES = 5000

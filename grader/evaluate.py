@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,6 +39,7 @@ class WorkerModel(Frozen):
     keras_version: str | None = None
     runs_code: bool = False  # the model has Lambda/custom layers: load it with a loader that runs them
     input_shape: tuple[int | None, ...] | None = None  # from the static inspection, when known
+    format: Literal["keras", "tflite"] = "keras"  # tflite: run with the TFLite interpreter (grader.tflite_eval)
 
 
 class Limits(Frozen):
@@ -230,7 +231,14 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
     start = time.perf_counter()
     warnings: list[str] = []
     try:
-        model, loader, load_errors = _load(item.path, item.keras_version, item.runs_code)
+        if item.format == "tflite":
+            from grader.tflite_eval import TFLiteModel
+
+            model = TFLiteModel(item.path)
+            loader, load_errors = model.loader, []
+            warnings += list(model.notes)
+        else:
+            model, loader, load_errors = _load(item.path, item.keras_version, item.runs_code)
         if load_errors:
             warnings.append("first loader failed, another one read the file: " + "; ".join(load_errors))
         input_shape = _input_shape(model, item.input_shape)
@@ -256,7 +264,7 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
         scores = score(finalists, len(public_x))
         key = adapt.choose(scores)
         cand = every[key]
-        probs = _predict(model, hidden, input_shape, cand, stats, batch_size, on_device=True)
+        probs = _predict(model, hidden, input_shape, cand, stats, batch_size, on_device=item.format != "tflite")
         name = f"predictions-{item.index}.npy"
         np.save(out_dir / name, probs, allow_pickle=False)
         return WorkerModelResult(

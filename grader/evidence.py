@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from grader._frozen import Frozen
+from grader.tflite import TFLiteInfo
 
 EvidenceStatus = Literal["gathered", "failed", "timeout", "limit"]
 ModelStatus = Literal["evaluated", "inspected", "needs_sandbox", "error"]
@@ -61,7 +62,7 @@ class BaseMatch(Frozen):
 class Architecture(Frozen):
     """What the saved config says about a model. Read without running any student code."""
 
-    format: Literal["h5", "keras"]
+    format: Literal["h5", "keras", "tflite"]
     keras_version: str | None = None
     model_class: str = "Model"
     input_shape: tuple[int | None, ...] | None = None
@@ -122,6 +123,10 @@ class Metrics(Frozen):
     macro_f1: float
     per_class: tuple[ClassMetrics, ...]
     confusion: tuple[tuple[int, ...], ...]
+    # the flowers contest's score (grader.confidence): per image the % the model gives the true class
+    # when its top prediction is right, else 0; summed over the hidden set, and its mean
+    confidence_sum: float | None = None
+    confidence_mean: float | None = None
 
 
 class PublicExample(Frozen):
@@ -161,6 +166,7 @@ class ModelEvidence(Frozen):
     # The predicted class of every hidden-test image, in order: base64 of uint8 (grader.fingerprints.encode_labels)
     predicted: str | None = None
     public_errors: tuple[PublicExample, ...] = ()  # a few misclassified PUBLIC images, with thumbnails
+    tflite: TFLiteInfo | None = None  # a .tflite model: what its FlatBuffer says (grader.tflite)
 
     @property
     def accuracy(self) -> float | None:

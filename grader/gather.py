@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from grader import metrics as _metrics
+from grader.confidence import confidence_score
 from grader._version import __version__
 from grader.adapt import SCREEN_SIZE, Stats
 from grader.discover import SubmissionFile, Submission, extract_models, file_sha256, list_files
@@ -36,6 +37,7 @@ from grader.evidence import (
 )
 from grader.fingerprints import code_fingerprints, encode_labels, weights_fingerprint
 from grader.inspect import InspectError, inspect_model_file
+from grader.tflite import TFLiteError, inspect_tflite
 from grader.kaggle import looks_like_kaggle, read_kaggle
 from grader.notebook_exec import NotebookContext, execute_notebook
 from grader.notebooks import matches_globs, read_notebook
@@ -48,8 +50,8 @@ MAX_PREDICTION_BYTES = 512 * 1024**2
 MAX_RESULT_BYTES = 1024**2  # a worker's JSON answer for one model
 # Part of the evidence cache key: bump it whenever a change here, in the worker or in the inputs
 # would give different evidence for the same files, so that cached evidence is not reused across it.
-GATHER_FORMAT = "4"  # 2: class-interleaved public sample, screened preprocessing candidates; 3: notebooks executed;
-# 4: fingerprints for similarity, public-split mistakes, training histories
+GATHER_FORMAT = "5"  # 2: class-interleaved public sample, screened preprocessing candidates; 3: notebooks executed;
+# 4: fingerprints for similarity, public-split mistakes, training histories; 5: .tflite, confidence score
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,10 @@ class Scorer:
 
     def score(self, outputs: np.ndarray) -> tuple[_metrics.Metrics, str | None]:
         note = _metrics.check_outputs(outputs, len(self.labels), len(self.class_names))
-        return _metrics.score(outputs, self.labels, self.class_names), note
+        metrics = _metrics.score(outputs, self.labels, self.class_names)
+        contest = confidence_score(outputs, self.labels.astype(np.int64), aggregate="sum")
+        return metrics.model_copy(update={"confidence_sum": round(contest.score, 4),
+                                          "confidence_mean": round(contest.score / max(1, contest.n), 4)}), note
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ def _reference_for(arch: Architecture, folder: Path | None) -> Path | None:
 
 def _inspect(f: SubmissionFile, calls: tuple[AppCall, ...], options: GatherOptions) -> ModelEvidence:
     sha = file_sha256(f.real)
+    if f.label.lower().endswith(".tflite"):
+        return _inspect_tflite(f, sha)
     refused = precheck(f.real, f.label)  # before inspection too: h5py would follow an external link
     if refused:
         return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="error", error="; ".join(refused[:3]))
@@ -129,6 +136,22 @@ def _inspect(f: SubmissionFile, calls: tuple[AppCall, ...], options: GatherOptio
         )
     return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="inspected", architecture=arch, pretrained=pretrained,
                          weights_fingerprint=fingerprint)
+
+
+def _inspect_tflite(f: SubmissionFile, sha: str) -> ModelEvidence:
+    """A TensorFlow Lite model, read from its FlatBuffer (no interpreter, no student code)."""
+    try:
+        info = inspect_tflite(f.real)
+    except TFLiteError as exc:
+        return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="error",
+                             error=f"not a readable TensorFlow Lite model: {exc}; convert it again with "
+                                   "tf.lite.TFLiteConverter and hand in the .tflite file it writes")
+    activation = {"SOFTMAX": "softmax", "LOGISTIC": "sigmoid"}.get(info.last_op or "")
+    arch = Architecture(format="tflite", model_class="TFLite (Model Maker)" if info.model_maker else "TFLite",
+                        input_shape=info.input_shape, output_units=info.output_shape[-1] if info.output_shape else None,
+                        output_activation=activation)
+    return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="inspected", architecture=arch, tflite=info,
+                         warnings=tuple(info.warnings))
 
 
 def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: PublicInputs, scorer: Scorer,
@@ -180,7 +203,8 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
 def _worker_model(index: int, model: ModelEvidence, f: SubmissionFile) -> WorkerModel:
     arch = model.architecture
     return WorkerModel(index=index, path=str(f.real), keras_version=arch.keras_version if arch else None,
-                       runs_code=bool(arch and arch.code_layers), input_shape=arch.input_shape if arch else None)
+                       runs_code=bool(arch and arch.code_layers), input_shape=arch.input_shape if arch else None,
+                       format="tflite" if arch is not None and arch.format == "tflite" else "keras")
 
 
 def _read_result(path: Path) -> WorkerModelResult | str | None:
@@ -310,7 +334,7 @@ def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options
         by_label = {loadable[i][0].path: m for i, m in evaluated.items()}
         models = tuple(by_label.get(m.path, m) for m, _ in inspected)
         if not model_files and not produced:
-            errors.append("no model file (.h5, .hdf5, .keras, or inside a .zip) in the submission")
+            errors.append("no model file (.h5, .hdf5, .keras, .tflite, or inside a .zip) in the submission")
         return Evidence(
             student=submission.student, status="gathered", files=tuple(f.info() for f in every), models=models,
             notebooks=tuple(notebooks), kaggle=kaggle, errors=tuple(errors), dataset=inputs.dataset,

@@ -8,6 +8,7 @@ from grader.checks import Criterion, get_check
 from grader.evidence import Evidence
 from grader.results import CriterionResult, CriterionSummary, Results, RunInfo, StudentResult
 from grader.rubric import Rubric
+from grader.leaderboard import build_leaderboard
 from grader.similarity import find_similar
 
 _STATUS_WORDS = {
@@ -78,4 +79,5 @@ def judge(rubric: Rubric, evidences: Iterable[Evidence], *, run: RunInfo, assign
         run=run,
         assignment_text=assignment_text,
         similarity=find_similar(ordered, starter_fingerprints=starter_fingerprints),
+        leaderboard=build_leaderboard(rubric.leaderboard, ordered) if rubric.leaderboard else None,
     )

@@ -78,6 +78,25 @@ class SimilarityFlag(Frozen):
     detail: str  # what matched and how strongly, in a sentence for the teacher
 
 
+Metric = Literal["accuracy", "macro_f1", "confidence_sum", "confidence_mean"]
+
+
+class LeaderboardRow(Frozen):
+    rank: int | None  # None: no measured model
+    student: str
+    value: float | None
+    model: str | None = None  # the model that counted
+    models: int = 0  # models that took part
+
+
+class Leaderboard(Frozen):
+    title: str
+    metric: Metric
+    description: str
+    rows: tuple[LeaderboardRow, ...]
+
+
+
 class Results(Frozen):
     assignment: str
     title: str
@@ -87,3 +106,4 @@ class Results(Frozen):
     run: RunInfo
     assignment_text: str = ""
     similarity: tuple[SimilarityFlag, ...] = ()  # teacher-only; see grader.similarity
+    leaderboard: Leaderboard | None = None  # when the rubric defines a contest (grader.leaderboard)

@@ -19,8 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from grader.checks import Criterion, get_check
 from grader.errors import RubricError
+from grader.leaderboard import LeaderboardSpec
 
-_TOP_KEYS = {"assignment": str, "title": str, "dataset": str, "description": str, "notebooks": dict, "criteria": list}
+_TOP_KEYS = {"assignment": str, "title": str, "dataset": str, "description": str, "notebooks": dict, "leaderboard": dict,
+             "criteria": list}
 
 
 _TOP_WORDS = {list: "a list of criteria", dict: "a mapping of settings", str: "text"}
@@ -56,6 +58,7 @@ class Rubric(BaseModel):
     dataset: str = "fashion-mnist"
     description: str = ""
     notebooks: NotebookPolicy = NotebookPolicy()
+    leaderboard: LeaderboardSpec | None = None  # a class contest ranked by a measured score (grader.leaderboard)
     criteria: tuple[Criterion, ...]
 
     @property
@@ -237,6 +240,16 @@ def parse_rubric(text: str, shown: str) -> Rubric:
                 name = "notebooks" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
                 problems.add(("notebooks",) + loc, _explain(error, NotebookPolicy), field_name=name)
 
+    leaderboard: LeaderboardSpec | None = None
+    if isinstance(data.get("leaderboard"), dict):
+        try:
+            leaderboard = LeaderboardSpec.model_validate(data["leaderboard"])
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                name = "leaderboard" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+                problems.add(("leaderboard",) + loc, _explain(error, LeaderboardSpec), field_name=name)
+
     criteria: list[Criterion] = []
     seen: dict[str, int] = {}
     raw_criteria = data.get("criteria") if isinstance(data.get("criteria"), list) else []
@@ -260,6 +273,7 @@ def parse_rubric(text: str, shown: str) -> Rubric:
         dataset=str(dataset),
         description=str(data.get("description") or ""),
         notebooks=notebooks,
+        leaderboard=leaderboard,
         criteria=tuple(criteria),
     )
 

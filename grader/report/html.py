@@ -113,6 +113,9 @@ def write_html(results: Results, out: Path, options: ReportOptions | None = None
     written = [_write(out / "index.html", env.get_template("index.html.j2").render(
         r=results, t=t, hist=hist, rates=rates, items=items, similar=similar, script=script,
         csp=_csp(script_hash), view="teacher", teacher_dir=TEACHER_DIR))]
+    if results.leaderboard is not None:  # names and scores only: the page a teacher shows the class
+        written.append(_write(out / "leaderboard.html", env.get_template("leaderboard.html.j2").render(
+            r=results, t=t, lb=results.leaderboard, csp=_csp(None), view="class")))
     student_tpl = env.get_template("student.html.j2")
     for s, v in zip(results.students, views):
         for view, folder in (("teacher", TEACHER_DIR), ("student", STUDENT_DIR)):
