@@ -50,6 +50,8 @@ def _grade_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="html,csv,json", help="comma-separated sinks (default html,csv,json)")
     p.add_argument("--report-strings", type=Path, metavar="YAML",
                    help="the report pages' words in your language (keys of grader/report/strings/en.yaml)")
+    p.add_argument("--ledger", type=Path, metavar="FILE",
+                   help="the competition's ledger of submissions (default: <out>/competition-ledger.jsonl); keep it")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per model (default 1800)")
     p.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
                    help="isolation of student models: bwrap (bubblewrap), none, or auto: bwrap when usable (default)")
@@ -169,7 +171,7 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
         only=tuple(args.only or ()), single=args.single, formats=formats, timeout_per_model=args.timeout, cache=not args.no_cache,
         download=not args.no_download, verify_checksums=not args.own_test_set, project_root=root,
         sandbox=args.sandbox, memory_limit_gb=args.memory_limit, allow_unsandboxed_code=args.allow_unsandboxed_code,
-        zygote=not args.no_zygote, report_strings=args.report_strings or defaults.get("report_strings"),  # type: ignore[arg-type]
+        zygote=not args.no_zygote, ledger=args.ledger, report_strings=args.report_strings or defaults.get("report_strings"),  # type: ignore[arg-type]
     )
     load_strings(settings.report_strings)  # a typo in a translation stops here, before any grading
     progress, update = _progress(stderr, args.quiet)

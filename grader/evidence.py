@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field
 
 from grader._frozen import Frozen
+from grader.competition import SubmissionRecord
 from grader.tflite import TFLiteInfo
 
 EvidenceStatus = Literal["gathered", "failed", "timeout", "limit"]
@@ -310,6 +311,15 @@ class KaggleEvidence(Frozen):
     error: str | None = None
 
 
+class CompetitionEvidence(Frozen):
+    """A student's entries in the class competition's ledger (grader.competition), as they stood when
+    this run judged: every prediction file handed in, scored, refused (late, over a limit) or invalid.
+    Added by the pipeline after gathering, from the ledger; not part of the cached evidence."""
+
+    records: tuple[SubmissionRecord, ...] = ()
+    files: tuple[str, ...] = ()  # the prediction files found in the submission this run
+
+
 class FileInfo(Frozen):
     path: str
     size_bytes: int
@@ -325,6 +335,7 @@ class Evidence(Frozen):
     models: tuple[ModelEvidence, ...] = ()
     notebooks: tuple[NotebookEvidence, ...] = ()
     kaggle: KaggleEvidence | None = None
+    competition: CompetitionEvidence | None = None
     errors: tuple[str, ...] = ()
     dataset: str = ""
     content_hash: str = ""

@@ -74,6 +74,12 @@ class Scorer:
 
     labels: np.ndarray = field(repr=False)
     class_names: tuple[str, ...]
+    # what a prediction file calls each hidden image (grader.competition): its file name in an image
+    # folder, its row number (from 0) in an IDX split; empty: the row numbers
+    ids: tuple[str, ...] = ()
+
+    def image_ids(self) -> tuple[str, ...]:
+        return self.ids or tuple(str(i) for i in range(len(self.labels)))
 
     def score(self, outputs: np.ndarray) -> tuple[_metrics.Metrics, str | None]:
         note = _metrics.check_outputs(outputs, len(self.labels), len(self.class_names))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Iterable
 
 from grader.checks import Criterion, get_check
 from grader.evidence import Evidence
-from grader.results import CriterionResult, CriterionSummary, Results, RunInfo, StudentResult
+from grader.competition import leaderboard
+from grader.results import ContestBoards, CriterionResult, CriterionSummary, Results, RunInfo, StudentResult
 from grader.rubric import Rubric
 from grader.leaderboard import build_leaderboard
 from grader.similarity import find_similar
@@ -63,6 +65,19 @@ def judge_student(rubric: Rubric, evidence: Evidence) -> StudentResult:
     )
 
 
+def _contest(rubric: Rubric, evidences: list[Evidence], run: RunInfo) -> ContestBoards | None:
+    policy = rubric.competition
+    if policy is None:
+        return None
+    records = [r for e in evidences if e.competition for r in e.competition.records]
+    started = _dt.datetime.fromisoformat(run.started)
+    visible = policy.deadline is not None and started.tzinfo is not None and started > policy.deadline
+    return ContestBoards(title=policy.title, metric=policy.metric, public_fraction=policy.public_fraction,
+                         deadline=policy.deadline.isoformat() if policy.deadline else None, private_visible=visible,
+                         public=tuple(leaderboard(records, policy, "public")),
+                         private=tuple(leaderboard(records, policy, "private")))
+
+
 def judge(rubric: Rubric, evidences: Iterable[Evidence], *, run: RunInfo, assignment_text: str = "",
           starter_fingerprints: frozenset[int] = frozenset()) -> Results:
     """Score every student on every criterion of `rubric`, and find pairs of similar submissions
@@ -80,4 +95,5 @@ def judge(rubric: Rubric, evidences: Iterable[Evidence], *, run: RunInfo, assign
         assignment_text=assignment_text,
         similarity=find_similar(ordered, starter_fingerprints=starter_fingerprints),
         leaderboard=build_leaderboard(rubric.leaderboard, ordered) if rubric.leaderboard else None,
+        contest=_contest(rubric, ordered, run),
     )

@@ -26,11 +26,14 @@ from grader.adapt import Stats
 from grader.cache import EvidenceCache, cache_key
 from grader.discover import Submission, content_hash, discover, list_files
 from grader.errors import GraderError
-from grader.evidence import Evidence
+from grader.evidence import CompetitionEvidence, Evidence
 from grader.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather
 from grader.judge import judge
+from grader.competition import MAX_BYTES as MAX_PREDICTION_BYTES
+from grader.competition import CompetitionError, Ledger, submit
 from grader.fingerprints import code_fingerprints
-from grader.notebooks import read_notebook
+from grader.kaggle import looks_like_kaggle
+from grader.notebooks import matches_globs, read_notebook
 from grader.report import ReportOptions, write_reports
 from grader.report.strings import load_strings
 from grader.results import Results, RunInfo
@@ -213,6 +216,9 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
             hidden_size=inputs.hidden_count, device=device, sandboxed=isolation.kind == "bwrap", sandbox_note=isolation.note,
             seconds=round(time.perf_counter() - t0, 2),
         )
+        if rubric.competition is not None:
+            evidences = _competition(rubric, submissions, evidences, scorer, settings.ledger or out / "competition-ledger.jsonl",
+                                     _dt.datetime.fromisoformat(started))
         results = judge(rubric, evidences, run=run, assignment_text=_assignment_text(rubric, settings),
                         starter_fingerprints=_starter_fingerprints(rubric, settings))
         written = write_reports(results, out, settings.formats, report)
@@ -221,6 +227,36 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         if zygotes is not None:
             zygotes.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _competition(rubric: Rubric, submissions: list[Submission], evidences: list[Evidence], scorer: Scorer,
+                 ledger_path: Path, now: _dt.datetime) -> list[Evidence]:
+    """Hand every prediction file of every submission to the competition's ledger (the same file
+    twice counts once; limits and the deadline are the ledger's), then give each student's evidence
+    their records. Runs in the grader's process: it needs the hidden labels."""
+    policy = rubric.competition
+    assert policy is not None
+    try:
+        ledger = Ledger(ledger_path)
+        ids = scorer.image_ids()
+        labels_by_id = dict(zip(ids, (int(v) for v in scorer.labels)))
+        found: dict[str, list[str]] = {}
+        for sub in submissions:
+            files, _ = list_files(sub)
+            for f in files:
+                if f.kind != "csv" or not matches_globs(f.label, policy.files) or looks_like_kaggle(f.real):
+                    continue
+                with open(f.real, "rb") as fh:
+                    content = fh.read(MAX_PREDICTION_BYTES + 1)  # read_predictions says when it is too large
+                submit(ledger, policy, sub.student, f.label, content, now, ids, labels_by_id, scorer.class_names)
+                found.setdefault(sub.student, []).append(f.label)
+        records = ledger.records()
+    except (OSError, CompetitionError) as exc:
+        raise GraderError(f"competition ledger {ledger_path}: {exc}",
+                          hint="the ledger keeps every submission and its limits: restore it, or pass --ledger FILE") from None
+    return [e.model_copy(update={"competition": CompetitionEvidence(
+        records=tuple(r for r in records if r.student == e.student), files=tuple(found.get(e.student, ())))})
+        for e in evidences]
 
 
 def _starter_fingerprints(rubric: Rubric, settings: Settings) -> frozenset[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from grader._frozen import Frozen
+from grader import competition as _competition
 from grader.evidence import Evidence
 
 Outcome = Literal["pass", "partial", "fail", "error", "skipped"]
@@ -78,6 +79,7 @@ class SimilarityFlag(Frozen):
     detail: str  # what matched and how strongly, in a sentence for the teacher
 
 
+ContestRow = _competition.LeaderboardRow
 Metric = Literal["accuracy", "macro_f1", "confidence_sum", "confidence_mean"]
 
 
@@ -97,6 +99,18 @@ class Leaderboard(Frozen):
 
 
 
+class ContestBoards(Frozen):
+    """The class competition's leaderboards (grader.competition), from the ledger at judging time."""
+
+    title: str
+    metric: str
+    public_fraction: float
+    deadline: str | None = None  # ISO 8601, UTC
+    private_visible: bool = False  # the run is after the deadline: private scores may be shown to students
+    public: tuple[ContestRow, ...] = ()
+    private: tuple[ContestRow, ...] = ()
+
+
 class Results(Frozen):
     assignment: str
     title: str
@@ -107,3 +121,4 @@ class Results(Frozen):
     assignment_text: str = ""
     similarity: tuple[SimilarityFlag, ...] = ()  # teacher-only; see grader.similarity
     leaderboard: Leaderboard | None = None  # when the rubric defines a contest (grader.leaderboard)
+    contest: ContestBoards | None = None  # when the rubric defines a competition of prediction files

@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from grader.checks import Criterion, get_check
 from grader.errors import RubricError
+from grader.competition import CompetitionSpec
 from grader.leaderboard import LeaderboardSpec
 
 _TOP_KEYS = {"assignment": str, "title": str, "dataset": str, "description": str, "notebooks": dict, "leaderboard": dict,
-             "criteria": list}
+             "competition": dict, "criteria": list}
 
 
 _TOP_WORDS = {list: "a list of criteria", dict: "a mapping of settings", str: "text"}
@@ -44,6 +45,16 @@ class NotebookPolicy(BaseModel):
     allow_errors: bool = Field(default=False, description="go on after a cell raises (default: stop there)")
     max_output_chars: int = Field(default=20_000, ge=100, le=10_000_000, description="text one cell may print; the rest is cut")
     max_processes: int = Field(default=64, ge=4, le=4096, description="processes a notebook may run at once")
+class CompetitionPolicy(CompetitionSpec):
+    """The rubric's `competition:` section: students hand in prediction files (`id,label` CSVs) that
+    the grader scores on the hidden set, split into a public and a private part, with limits per day
+    and in total kept in a ledger that survives restarts (grader.competition)."""
+
+    title: str = Field(default="Class competition", description="heading of the leaderboards")
+    files: tuple[str, ...] = Field(default=("predictions*.csv", "submission*.csv"), min_length=1,
+                                   description="globs of the prediction files in a submission")
+
+
 _CRITERION_KEYS = ("id", "title", "points", "check", "params", "description")
 
 
@@ -59,6 +70,7 @@ class Rubric(BaseModel):
     description: str = ""
     notebooks: NotebookPolicy = NotebookPolicy()
     leaderboard: LeaderboardSpec | None = None  # a class contest ranked by a measured score (grader.leaderboard)
+    competition: CompetitionPolicy | None = None  # a contest of prediction files (grader.competition)
     criteria: tuple[Criterion, ...]
 
     @property
@@ -250,6 +262,16 @@ def parse_rubric(text: str, shown: str) -> Rubric:
                 name = "leaderboard" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
                 problems.add(("leaderboard",) + loc, _explain(error, LeaderboardSpec), field_name=name)
 
+    competition: CompetitionPolicy | None = None
+    if isinstance(data.get("competition"), dict):
+        try:
+            competition = CompetitionPolicy.model_validate(data["competition"])
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                name = "competition" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+                problems.add(("competition",) + loc, _explain(error, CompetitionPolicy), field_name=name)
+
     criteria: list[Criterion] = []
     seen: dict[str, int] = {}
     raw_criteria = data.get("criteria") if isinstance(data.get("criteria"), list) else []
@@ -264,6 +286,11 @@ def parse_rubric(text: str, shown: str) -> Rubric:
             if "notebook_runs" in get_check(c.check).needs:
                 problems.add(("criteria", i, "check"), f"check {c.check!r} needs the notebooks to be executed: add "
                              "`notebooks: {execute: true}` at the top of the rubric", c.id, "check")
+    if competition is None:
+        for i, c in enumerate(criteria):
+            if "competition" in get_check(c.check).needs:
+                problems.add(("criteria", i, "check"), f"check {c.check!r} needs a `competition:` section at the top of the rubric",
+                             c.id, "check")
     if problems.items:
         raise RubricError(problems.items)
     return Rubric(
@@ -274,6 +301,7 @@ def parse_rubric(text: str, shown: str) -> Rubric:
         description=str(data.get("description") or ""),
         notebooks=notebooks,
         leaderboard=leaderboard,
+        competition=competition,
         criteria=tuple(criteria),
     )
 

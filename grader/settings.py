@@ -35,6 +35,7 @@ class Settings(BaseModel):
     verify_checksums: bool = True  # False: a teacher's own test split, not the official files
     project_root: Path = Path(".")
     report_strings: Path | None = None  # a translation of grader/report/strings/en.yaml
+    ledger: Path | None = None  # the competition's ledger; default <out>/competition-ledger.jsonl
 
 
 def project_defaults(start: Path) -> dict[str, object]:

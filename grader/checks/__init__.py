@@ -1,6 +1,6 @@
 """Check kinds: pure functions `check(evidence, criterion) -> CriterionResult`, registered by name.
 
-Importing this package registers the built-in families (`models`, `files`, `kaggle`, `notebooks`).
+Importing this package registers the built-in families (`models`, `files`, `kaggle`, `competition`, `notebooks`).
 """
 
 from grader.checks._registry import (
@@ -13,6 +13,7 @@ from grader.checks._registry import (
 )
 from grader.checks._select import ModelSelector, model_kind
 from grader.checks import files as _files  # noqa: F401  (registers the built-in checks)
+from grader.checks import competition as _competition  # noqa: F401
 from grader.checks import kaggle as _kaggle  # noqa: F401
 from grader.checks import models as _models  # noqa: F401
 from grader.checks import notebooks as _notebooks  # noqa: F401

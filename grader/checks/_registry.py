@@ -20,7 +20,7 @@ from grader.results import CriterionResult, Outcome
 Needs = frozenset[str]
 # "notebook_runs": the check reads what executing notebooks showed, so the rubric must say
 # `notebooks: {execute: true}` (checked when the rubric is read)
-KNOWN_NEEDS = frozenset({"architecture", "predictions", "pretrained", "notebooks", "notebook_runs", "kaggle", "files"})
+KNOWN_NEEDS = frozenset({"competition", "architecture", "predictions", "pretrained", "notebooks", "notebook_runs", "kaggle", "files"})
 
 
 class Params(BaseModel):

@@ -116,6 +116,9 @@ def write_html(results: Results, out: Path, options: ReportOptions | None = None
     if results.leaderboard is not None:  # names and scores only: the page a teacher shows the class
         written.append(_write(out / "leaderboard.html", env.get_template("leaderboard.html.j2").render(
             r=results, t=t, lb=results.leaderboard, csp=_csp(None), view="class")))
+    if results.contest is not None:  # the public board, and the private one after the deadline
+        written.append(_write(out / "competition.html", env.get_template("competition.html.j2").render(
+            r=results, t=t, c=results.contest, csp=_csp(None), view="class")))
     student_tpl = env.get_template("student.html.j2")
     for s, v in zip(results.students, views):
         for view, folder in (("teacher", TEACHER_DIR), ("student", STUDENT_DIR)):
