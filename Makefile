@@ -1,5 +1,5 @@
 # Two commands set up a fresh machine:
-#   make example   install, build the example class's large models, grade it (reports/hw10/)
+#   make example   install, build the example classes' large models and data, grade hw10 (reports/hw10/)
 #   make test      install, run the whole test suite (what CI runs)
 PYTHON ?= python3
 
@@ -10,6 +10,7 @@ install:
 
 example: install
 	$(PYTHON) examples/make_class.py --only-missing
+	$(PYTHON) examples/make_image_classes.py --only-missing
 	grade submissions/ --assignment hw10
 
 test: install

@@ -133,14 +133,17 @@ def _summary(outcome, out: TextIO, verbose: int) -> None:  # type: ignore[no-unt
 
 
 def _shown(paths: list[Path]) -> list[str]:
-    """The paths written, with a folder of many pages (one per student) said once."""
+    """The paths written; a sub-folder of pages (one per student) is said once."""
+    if not paths:
+        return []
+    top = min((p.parent for p in paths), key=lambda p: len(p.parts))
     by_folder: dict[Path, list[Path]] = {}
     for path in paths:
         by_folder.setdefault(path.parent, []).append(path)
     shown: list[str] = []
     for path in paths:
         group = by_folder[path.parent]
-        if len(group) <= 3:
+        if path.parent == top or len(group) == 1:
             shown.append(str(path))
         elif path == group[0]:
             shown.append(f"{path.parent}{os.sep} ({len(group)} pages)")
@@ -166,8 +169,10 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
         raise GraderError("--jobs must be at least 1")
     settings = Settings(
         out=args.out, jobs=args.jobs, device=args.device,
-        hidden_tests=args.hidden_tests or defaults.get("hidden_tests"),  # type: ignore[arg-type]
-        public_data=args.public_data or defaults.get("public_data"),  # type: ignore[arg-type]
+        # [tool.grader]'s data folders are for the IDX data set they hold; an image-folder rubric finds its
+        # own under hidden_tests/<dataset>/ unless given on the command line
+        hidden_tests=args.hidden_tests or (defaults.get("hidden_tests") if rubric.images is None else None),  # type: ignore[arg-type]
+        public_data=args.public_data or (defaults.get("public_data") if rubric.images is None else None),  # type: ignore[arg-type]
         only=tuple(args.only or ()), single=args.single, formats=formats, timeout_per_model=args.timeout, cache=not args.no_cache,
         download=not args.no_download, verify_checksums=not args.own_test_set, project_root=root,
         sandbox=args.sandbox, memory_limit_gb=args.memory_limit, allow_unsandboxed_code=args.allow_unsandboxed_code,

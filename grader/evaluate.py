@@ -40,6 +40,9 @@ class WorkerModel(Frozen):
     runs_code: bool = False  # the model has Lambda/custom layers: load it with a loader that runs them
     input_shape: tuple[int | None, ...] | None = None  # from the static inspection, when known
     format: Literal["keras", "tflite"] = "keras"  # tflite: run with the TFLite interpreter (grader.tflite_eval)
+    # the model's own label order, when its labels name the data set's classes in another order:
+    # output column order[j] is class j of the data set (see grader.gather.label_order)
+    label_order: tuple[int, ...] | None = None
 
 
 class Limits(Frozen):
@@ -55,8 +58,8 @@ class WorkerRequest(Frozen):
     """What the worker gets. There is deliberately no field for hidden-test labels."""
 
     models: tuple[WorkerModel, ...]
-    hidden_images: str  # .npy, uint8 (n, 28, 28), no labels
-    public_images: str  # .npy, uint8 (m, 28, 28), from the PUBLIC train split
+    hidden_images: str  # .npy, uint8 (n, h, w) gray or (n, h, w, 3) RGB, no labels
+    public_images: str  # .npy, uint8, the same shape per image, from the PUBLIC train split
     public_labels: str  # .npy, uint8 (m,), labels of that PUBLIC sample
     stats_mean: float
     stats_std: float
@@ -197,7 +200,7 @@ def _predict_on_device(model: Any, images: np.ndarray, input_shape: tuple[int | 
     from grader.adapt_layers import with_front
 
     try:
-        front = with_front(model, input_shape, cand, stats)
+        front = with_front(model, input_shape, cand, stats, source=images.shape[1:])
     except Exception:  # noqa: BLE001 - an unusual model: the host path below still works
         return None
     y = front.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
@@ -213,7 +216,7 @@ def _predict(model: Any, images: np.ndarray, input_shape: tuple[int | None, ...]
         if y is not None:
             return y
     outputs = []
-    per_image = 4 * int(np.prod(adapt.target_shape(input_shape)))
+    per_image = adapt.adapted_bytes(input_shape, source=images.shape[1:])
     # 10,000 at 28×28; 256 at 224×224×3. A whole number of batches, so that only the very last batch
     # has an odd size: XLA (JAX) and tf.function compile once per batch shape.
     chunk = max(batch_size, _CHUNK_BYTES // per_image // batch_size * batch_size)
@@ -224,6 +227,13 @@ def _predict(model: Any, images: np.ndarray, input_shape: tuple[int | None, ...]
             y = y[0]
         outputs.append(np.asarray(y, dtype=np.float32).reshape(len(x), -1))
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def _reorder(probs: np.ndarray, order: tuple[int, ...] | None) -> np.ndarray:
+    """Outputs in the data set's class order (a model whose labels.txt lists the classes otherwise)."""
+    if order is None or probs.ndim != 2 or probs.shape[1] != len(order):
+        return probs
+    return probs[:, list(order)]
 
 
 def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, public_y: np.ndarray,
@@ -243,14 +253,16 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
             warnings.append("first loader failed, another one read the file: " + "; ".join(load_errors))
         input_shape = _input_shape(model, item.input_shape)
         output_shape = _shape(model.output_shape)
-        every = {c.key: c for c in adapt.candidates(input_shape)}
+        if public_x.shape[1:] != hidden.shape[1:]:
+            raise adapt.AdaptError(f"public images {public_x.shape[1:]} and hidden images {hidden.shape[1:]} differ in shape")
+        every = {c.key: c for c in adapt.candidates(input_shape, source=hidden.shape[1:])}
 
         public_probs: dict[str, np.ndarray] = {}
 
         def score(keys: list[str], n: int) -> dict[str, float]:
             out = {}
             for k in keys:
-                probs = _predict(model, public_x[:n], input_shape, every[k], stats, batch_size)
+                probs = _reorder(_predict(model, public_x[:n], input_shape, every[k], stats, batch_size), item.label_order)
                 out[k] = float(np.mean(np.argmax(probs, axis=1) == public_y[:n])) if probs.size else 0.0
                 if n == len(public_x):
                     public_probs[k] = probs
@@ -264,12 +276,13 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
         scores = score(finalists, len(public_x))
         key = adapt.choose(scores)
         cand = every[key]
-        probs = _predict(model, hidden, input_shape, cand, stats, batch_size, on_device=item.format != "tflite")
+        probs = _reorder(_predict(model, hidden, input_shape, cand, stats, batch_size, on_device=item.format != "tflite"),
+                         item.label_order)
         name = f"predictions-{item.index}.npy"
         np.save(out_dir / name, probs, allow_pickle=False)
         return WorkerModelResult(
             index=item.index, ok=True, loader=loader, input_shape=input_shape, output_shape=output_shape,
-            candidate=key, candidates=scores, screening=screening, description=adapt.describe(cand, input_shape), predictions=name,
+            candidate=key, candidates=scores, screening=screening, description=adapt.describe(cand, input_shape, source=hidden.shape[1:]), predictions=name,
             public_errors=public_errors(public_probs[key], public_y) if key in public_probs else (), warnings=tuple(warnings), seconds=time.perf_counter() - start,
         )
     except Exception as exc:  # noqa: BLE001 - a broken model is a result, not a crash of the batch

@@ -172,7 +172,7 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
         out = scratch / f"run{attempt}"
         out.mkdir(parents=True)
         request = WorkerRequest(
-            models=tuple(_worker_model(i, *models[i]) for i in pending),
+            models=tuple(_worker_model(i, *models[i], scorer.class_names) for i in pending),
             hidden_images=str(inputs.hidden_images), public_images=str(inputs.public_images),
             public_labels=str(inputs.public_labels), stats_mean=inputs.stats.mean, stats_std=inputs.stats.std,
             out_dir=str(out), batch_size=options.batch_size, limits=options.limits,
@@ -206,11 +206,35 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
     return done, problems
 
 
-def _worker_model(index: int, model: ModelEvidence, f: SubmissionFile) -> WorkerModel:
+def _squash(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def label_order(model_labels: tuple[str, ...] | None, class_names: tuple[str, ...]) -> tuple[tuple[int, ...] | None, str | None]:
+    """How a model's own labels (a TFLite model's metadata or labels.txt) map to the data set's
+    classes: (order, note). `order[j]` is the model's output for class j; None when the model's order
+    is the data set's, or when its labels do not name the same classes (then the note says so and the
+    outputs are read in order)."""
+    if not model_labels:
+        return None, None
+    ours = [_squash(c) for c in class_names]
+    theirs = [_squash(c) for c in model_labels]
+    if theirs == ours:
+        return None, None
+    if sorted(theirs) == sorted(ours) and len(set(ours)) == len(ours):
+        order = tuple(theirs.index(c) for c in ours)
+        return order, (f"the model's labels list the classes in another order ({', '.join(model_labels)}); "
+                       "the grader reordered its outputs to the data set's classes")
+    return None, (f"the model's labels ({', '.join(model_labels[:12])}) are not the data set's classes "
+                  f"({', '.join(class_names)}); its outputs were read in the data set's order")
+
+
+def _worker_model(index: int, model: ModelEvidence, f: SubmissionFile, class_names: tuple[str, ...] = ()) -> WorkerModel:
     arch = model.architecture
+    order, _ = label_order(model.tflite.labels if model.tflite else None, class_names)
     return WorkerModel(index=index, path=str(f.real), keras_version=arch.keras_version if arch else None,
                        runs_code=bool(arch and arch.code_layers), input_shape=arch.input_shape if arch else None,
-                       format="tflite" if arch is not None and arch.format == "tflite" else "keras")
+                       format="tflite" if arch is not None and arch.format == "tflite" else "keras", label_order=order)
 
 
 def _read_result(path: Path) -> WorkerModelResult | str | None:
@@ -253,7 +277,9 @@ def _public_examples(result: WorkerModelResult, inputs: PublicInputs, num_classe
 
 
 def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path, scorer: Scorer, inputs: PublicInputs) -> ModelEvidence:
-    update: dict[str, object] = {"seconds": round(result.seconds, 3), "warnings": model.warnings + result.warnings}
+    _, label_note = label_order(model.tflite.labels if model.tflite else None, scorer.class_names)
+    update: dict[str, object] = {"seconds": round(result.seconds, 3),
+                                 "warnings": model.warnings + result.warnings + ((label_note,) if label_note else ())}
     if not result.ok or result.predictions is None:
         if result.error and classify(1, result.error) == "out_of_memory":
             return model.model_copy(update={**update, "status": "error", "outcome": "out_of_memory",

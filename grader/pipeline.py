@@ -77,9 +77,79 @@ def _public_sample(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[n
     return images[picks], labels[picks]
 
 
-def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[PublicInputs, Scorer, datasets.SplitFiles, datasets.SplitFiles]:
+@dataclass(frozen=True)
+class FoundSplit:
+    """Where a split was found (what the pipeline needs of datasets.SplitFiles for any kind of data set)."""
+
+    directory: Path
+    source: str
+    files: datasets.SplitFiles | None = None  # an IDX split's files
+
+
+def _image_split(rubric: Rubric, settings: Settings, which: str) -> Path:
+    """The folder of an image-folder split (`which`: test or train). Looked for in: --hidden-tests
+    (test) or --public-data (train), each either the split's own folder or one holding test/ and
+    train/; for train also beside the hidden one; then $GRADER_HIDDEN_TESTS; then hidden_tests/<dataset>/."""
+    explicit = settings.hidden_tests if which == "test" else settings.public_data
+    env = os.environ.get("GRADER_HIDDEN_TESTS")
+    bases: list[tuple[Path, bool]] = [(explicit, True)] if explicit is not None else []
+    if which == "train" and settings.hidden_tests is not None:
+        bases.append((settings.hidden_tests, False))
+    if env:
+        bases.append((Path(env), False))
+    bases.append((settings.project_root / "hidden_tests" / rubric.dataset, False))
+    for base, itself in bases:
+        for candidate in (base / which, base / rubric.dataset / which):
+            if candidate.is_dir():
+                return candidate
+        if itself and base.is_dir():
+            return base
+    flag = "--hidden-tests" if which == "test" else "--public-data"
+    raise datasets.DatasetError(
+        f"no {'hidden test' if which == 'test' else 'public train'} images for {rubric.dataset!r}: looked in {flag}, "
+        f"$GRADER_HIDDEN_TESTS and {settings.project_root / 'hidden_tests' / rubric.dataset / which}",
+        hint=f"put them in hidden_tests/{rubric.dataset}/{which}/ (a folder per class, or a labels.csv), or pass {flag} DIR")
+
+
+def _prepare_images(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[PublicInputs, Scorer, FoundSplit, FoundSplit]:
+    """An image-folder data set: every image decoded and resized to the rubric's size (a broken
+    hidden image fails the run: a silent skip would change everybody's score)."""
+    from grader.image_folder import load_image_folder
+
+    policy = rubric.images
+    assert policy is not None
+    size = (policy.size[0], policy.size[1])
+    gray = policy.color == "gray"
+    hidden_dir, public_dir = _image_split(rubric, settings, "test"), _image_split(rubric, settings, "train")
+    hidden = load_image_folder(hidden_dir, size=size, class_names=policy.classes, grayscale=gray, csv_name=policy.csv)
+    names = hidden.info.class_names
+    public = load_image_folder(public_dir, size=size, class_names=names, grayscale=gray, on_error="skip")
+    sample_x, sample_y = _public_sample(public.images, public.labels, settings.public_sample)
+    scaled = public.images.astype(np.float32) / 255.0
+    inputs = _write_inputs(rubric, scratch, hidden.images, sample_x, sample_y,
+                           Stats(mean=float(scaled.mean()), std=float(scaled.std())), hidden.info.sha256)
+    scorer = Scorer(labels=hidden.labels.astype(np.int64), class_names=tuple(names), ids=tuple(hidden.info.files))
+    return inputs, scorer, FoundSplit(hidden_dir, "image folder"), FoundSplit(public_dir, "image folder")
+
+
+def _write_inputs(rubric: Rubric, scratch: Path, hidden_x: np.ndarray, sample_x: np.ndarray, sample_y: np.ndarray,
+                  stats: Stats, sha256: str) -> PublicInputs:
+    scratch.mkdir(parents=True, exist_ok=True)
+    paths = {name: scratch / f"{name}.npy" for name in ("hidden_images", "public_images", "public_labels")}
+    np.save(paths["hidden_images"], hidden_x, allow_pickle=False)
+    np.save(paths["public_images"], sample_x, allow_pickle=False)
+    np.save(paths["public_labels"], sample_y, allow_pickle=False)
+    return PublicInputs(
+        hidden_images=paths["hidden_images"], public_images=paths["public_images"], public_labels=paths["public_labels"],
+        stats=stats, dataset=rubric.dataset, hidden_sha256=sha256, hidden_count=len(hidden_x), public_count=len(sample_x),
+    )
+
+
+def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[PublicInputs, Scorer, FoundSplit, FoundSplit]:
     """Resolve and load the hidden split and the public split; write what workers may read.
     Returns the inputs, the scorer, and where the hidden and the public split were found."""
+    if rubric.images is not None:
+        return _prepare_images(rubric, settings, scratch)
     spec = datasets.get_dataset(rubric.dataset)
     common = dict(env=os.environ, project_root=settings.project_root, download=settings.download,
                   verify=settings.verify_checksums)
@@ -90,17 +160,10 @@ def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[P
     sample_x, sample_y = _public_sample(public_x, public_y, settings.public_sample)
     scaled = public_x.astype(np.float32) / 255.0
     stats = Stats(mean=float(scaled.mean()), std=float(scaled.std()))
-    scratch.mkdir(parents=True, exist_ok=True)
-    paths = {name: scratch / f"{name}.npy" for name in ("hidden_images", "public_images", "public_labels")}
-    np.save(paths["hidden_images"], hidden_x, allow_pickle=False)
-    np.save(paths["public_images"], sample_x, allow_pickle=False)
-    np.save(paths["public_labels"], sample_y, allow_pickle=False)
-    inputs = PublicInputs(
-        hidden_images=paths["hidden_images"], public_images=paths["public_images"], public_labels=paths["public_labels"],
-        stats=stats, dataset=rubric.dataset, hidden_sha256=hidden_files.sha256, hidden_count=len(hidden_x),
-        public_count=len(sample_x),
-    )
-    return inputs, Scorer(labels=hidden_y, class_names=tuple(spec.class_names)), hidden_files, public_files
+    inputs = _write_inputs(rubric, scratch, hidden_x, sample_x, sample_y, stats, hidden_files.sha256)
+    return (inputs, Scorer(labels=hidden_y, class_names=tuple(spec.class_names)),
+            FoundSplit(hidden_files.directory, hidden_files.source, hidden_files),
+            FoundSplit(public_files.directory, public_files.source, public_files))
 
 
 def _public_dir(spec: datasets.DatasetSpec, settings: Settings) -> Path | None:
@@ -170,7 +233,8 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
                    if isolation.kind == "bwrap" and settings.zygote else None)
         notebooks = None
         if rubric.notebooks.execute:
-            keras_cache = datasets.write_keras_cache(datasets.get_dataset(rubric.dataset), public_files, scratch / "keras-datasets")
+            assert public_files.files is not None  # the rubric refuses notebooks.execute with an image folder
+            keras_cache = datasets.write_keras_cache(datasets.get_dataset(rubric.dataset), public_files.files, scratch / "keras-datasets")
             notebooks = NotebookContext(policy=rubric.notebooks, isolation=isolation.kind, keras_cache=keras_cache,
                                         reference_weights=_reference_dir(settings, hidden_files.directory),
                                         limits=limits, allow_unsandboxed_code=settings.allow_unsandboxed_code, cancel=cancel)
@@ -181,7 +245,8 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
                                 reference_weights=_reference_dir(settings, hidden_files.directory))
         settings_key = (f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}|{GATHER_FORMAT}|"
                         f"{options.runs_code}|{settings.memory_limit_gb}|{os.environ.get('KERAS_BACKEND', 'tensorflow')}|{device}|"
-                        f"{rubric.notebooks.model_dump_json() if rubric.notebooks.execute else 'static'}")
+                        f"{rubric.notebooks.model_dump_json() if rubric.notebooks.execute else 'static'}|"
+                        f"{rubric.images.model_dump_json() if rubric.images else 'idx'}")
         evidences: list[Evidence] = []
         counts = {"cached": 0, "gathered": 0}
 

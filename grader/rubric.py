@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import annotated_types
 import yaml
@@ -23,7 +23,7 @@ from grader.competition import CompetitionSpec
 from grader.leaderboard import LeaderboardSpec
 
 _TOP_KEYS = {"assignment": str, "title": str, "dataset": str, "description": str, "notebooks": dict, "leaderboard": dict,
-             "competition": dict, "criteria": list}
+             "competition": dict, "images": dict, "criteria": list}
 
 
 _TOP_WORDS = {list: "a list of criteria", dict: "a mapping of settings", str: "text"}
@@ -45,6 +45,20 @@ class NotebookPolicy(BaseModel):
     allow_errors: bool = Field(default=False, description="go on after a cell raises (default: stop there)")
     max_output_chars: int = Field(default=20_000, ge=100, le=10_000_000, description="text one cell may print; the rest is cut")
     max_processes: int = Field(default=64, ge=4, le=4096, description="processes a notebook may run at once")
+class ImagesPolicy(BaseModel):
+    """The rubric's `images:` section: the data set is a folder of images (grader.image_folder), one
+    folder per class or a labels.csv, found in hidden_tests/<dataset>/test/ (hidden) and
+    hidden_tests/<dataset>/train/ (public), or where --hidden-tests and --public-data say."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    classes: tuple[str, ...] | None = Field(default=None, min_length=2, description="class names in the order of the models' outputs (default: labels.txt, else the sorted folder names)")
+    size: tuple[Annotated[int, Field(ge=8, le=1024)], Annotated[int, Field(ge=8, le=1024)]] = Field(
+        default=(128, 128), description="height and width every image is resized to before it is adapted to each model")
+    color: Literal["rgb", "gray"] = Field(default="rgb", description="read the images in colour or as grayscale")
+    csv: str | None = Field(default=None, description="name of the filename,label CSV (default labels.csv, when there is one)")
+
+
 class CompetitionPolicy(CompetitionSpec):
     """The rubric's `competition:` section: students hand in prediction files (`id,label` CSVs) that
     the grader scores on the hidden set, split into a public and a private part, with limits per day
@@ -71,6 +85,7 @@ class Rubric(BaseModel):
     notebooks: NotebookPolicy = NotebookPolicy()
     leaderboard: LeaderboardSpec | None = None  # a class contest ranked by a measured score (grader.leaderboard)
     competition: CompetitionPolicy | None = None  # a contest of prediction files (grader.competition)
+    images: ImagesPolicy | None = None  # the data set is an image folder (grader.image_folder)
     criteria: tuple[Criterion, ...]
 
     @property
@@ -236,11 +251,24 @@ def parse_rubric(text: str, shown: str) -> Rubric:
         if key not in data:
             problems.add((), f"missing {key!r}")
     dataset = data.get("dataset", "fashion-mnist")
-    if isinstance(dataset, str):
+    images: ImagesPolicy | None = None
+    if isinstance(data.get("images"), dict):
+        try:
+            images = ImagesPolicy.model_validate(data["images"])
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                name = "images" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+                problems.add(("images",) + loc, _explain(error, ImagesPolicy), field_name=name)
+    if isinstance(dataset, str) and "images" not in data:
         from grader.datasets import dataset_names
 
         if dataset not in dataset_names():
-            problems.add(("dataset",), f"unknown dataset {dataset!r}{_close(dataset, dataset_names())} known: {', '.join(dataset_names())}")
+            problems.add(("dataset",), f"unknown dataset {dataset!r}{_close(dataset, dataset_names())} known: {', '.join(dataset_names())}; "
+                         "for a folder of images add an `images:` section (e.g. images: {size: [128, 128]})")
+    if "images" in data and isinstance(data.get("notebooks"), dict) and data["notebooks"].get("execute"):
+        problems.add(("notebooks", "execute"), "notebooks cannot be executed yet when the data set is an image folder "
+                     "(the sandbox has no copy of the public images for them); set execute: false", field_name="notebooks.execute")
 
     notebooks = NotebookPolicy()
     if isinstance(data.get("notebooks"), dict):
@@ -302,6 +330,7 @@ def parse_rubric(text: str, shown: str) -> Rubric:
         notebooks=notebooks,
         leaderboard=leaderboard,
         competition=competition,
+        images=images,
         criteria=tuple(criteria),
     )
 
