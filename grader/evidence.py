@@ -318,6 +318,7 @@ class CompetitionEvidence(Frozen):
 
     records: tuple[SubmissionRecord, ...] = ()
     files: tuple[str, ...] = ()  # the prediction files found in the submission this run
+    notes: tuple[str, ...] = ()  # what happened to the student's selection file, in a sentence each
 
 
 class FileInfo(Frozen):

@@ -30,14 +30,14 @@ from grader.evidence import CompetitionEvidence, Evidence
 from grader.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather
 from grader.judge import judge
 from grader.competition import MAX_BYTES as MAX_PREDICTION_BYTES
-from grader.competition import CompetitionError, Ledger, submit
+from grader.competition import CompetitionError, Ledger, deselect, select, submit
 from grader.fingerprints import code_fingerprints
 from grader.kaggle import looks_like_kaggle
 from grader.notebooks import matches_globs, read_notebook
 from grader.report import ReportOptions, write_reports
 from grader.report.strings import load_strings
 from grader.results import Results, RunInfo
-from grader.rubric import Rubric
+from grader.rubric import CompetitionPolicy, Rubric
 from grader.bundle import KEY_ENV, is_bundle, open_bundle
 from grader.evaluate import Limits
 from grader.notebook_exec import NotebookContext
@@ -306,6 +306,7 @@ def _competition(rubric: Rubric, submissions: list[Submission], evidences: list[
         ids = scorer.image_ids()
         labels_by_id = dict(zip(ids, (int(v) for v in scorer.labels)))
         found: dict[str, list[str]] = {}
+        notes: dict[str, list[str]] = {}
         for sub in submissions:
             files, _ = list_files(sub)
             for f in files:
@@ -315,13 +316,41 @@ def _competition(rubric: Rubric, submissions: list[Submission], evidences: list[
                     content = fh.read(MAX_PREDICTION_BYTES + 1)  # read_predictions says when it is too large
                 submit(ledger, policy, sub.student, f.label, content, now, ids, labels_by_id, scorer.class_names)
                 found.setdefault(sub.student, []).append(f.label)
+            selection = next((f for f in files if f.label.rsplit("/", 1)[-1] == policy.selection_file), None)
+            if selection is not None:
+                notes[sub.student] = _apply_selection(ledger, policy, sub.student, selection.real, now)
         records = ledger.records()
     except (OSError, CompetitionError) as exc:
         raise GraderError(f"competition ledger {ledger_path}: {exc}",
                           hint="the ledger keeps every submission and its limits: restore it, or pass --ledger FILE") from None
     return [e.model_copy(update={"competition": CompetitionEvidence(
-        records=tuple(r for r in records if r.student == e.student), files=tuple(found.get(e.student, ())))})
-        for e in evidences]
+        records=tuple(r for r in records if r.student == e.student), files=tuple(found.get(e.student, ())),
+        notes=tuple(notes.get(e.student, ())))}) for e in evidences]
+
+
+def _apply_selection(ledger: Ledger, policy: CompetitionPolicy, student: str, path: Path, now: _dt.datetime) -> list[str]:
+    """Make the ledger's selection what the student's selection file says (file names, one a line):
+    listed scored files are selected (their latest version), others deselected. Returns notes."""
+    try:
+        wanted = [line.strip() for line in path.read_text(encoding="utf-8-sig", errors="replace")[:10_000].splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")]
+    except OSError as exc:
+        return [f"{policy.selection_file} could not be read: {exc}"]
+    scored = [r for r in ledger.records() if r.student == student and r.status == "scored"]
+    latest = {}
+    for r in sorted(scored, key=lambda r: r.submitted_at):
+        latest[r.file_name.rsplit("/", 1)[-1]] = r
+    chosen = {latest[n].sha256 for n in wanted if n in latest}
+    notes = [f"{policy.selection_file} names {n}, which is not a scored prediction file" for n in wanted if n not in latest]
+    try:
+        for r in scored:
+            if r.selected and r.sha256 not in chosen:
+                deselect(ledger, policy, student, r.sha256, now)
+        for sha in sorted(chosen):
+            select(ledger, policy, student, sha, now)
+    except CompetitionError as exc:
+        notes.append(f"the selection in {policy.selection_file} was not applied: {exc}")
+    return notes
 
 
 def _starter_fingerprints(rubric: Rubric, settings: Settings) -> frozenset[int]:

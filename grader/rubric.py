@@ -67,6 +67,8 @@ class CompetitionPolicy(CompetitionSpec):
     title: str = Field(default="Class competition", description="heading of the leaderboards")
     files: tuple[str, ...] = Field(default=("predictions*.csv", "submission*.csv"), min_length=1,
                                    description="globs of the prediction files in a submission")
+    selection_file: str = Field(default="selected.txt", description="a file in the submission naming, one per line, "
+                                "the prediction files chosen for the final board (none: the best by public score)")
 
 
 _CRITERION_KEYS = ("id", "title", "points", "check", "params", "description")

@@ -66,17 +66,20 @@ def test_a_competition_across_two_runs(tmp_path: Path, fmnist_dir: Path, labels:
     (root / "bob" / "predictions.csv").write_text(_predictions(labels, 0.6, 2, sep=";", bom=True))
     (root / "ann" / "submission_v2.csv").write_text(_predictions(labels, 0.95, 3))
     (root / "ann" / "submission_v3.csv").write_text(_predictions(labels, 0.97, 4))
+    (root / "ann" / "selected.txt").write_text("# my final choice\npredictions.csv\nnot_there.csv\n")
     second = _grade(root, out, fmnist_dir, "2099-01-01T00:00:00Z")
     by = {s.student: s for s in second.results.students}
     ann_records = by["ann"].evidence.competition.records
     assert [r.status for r in ann_records] == ["scored", "scored", "refused"]  # predictions.csv not counted twice
     assert "daily limit" in ann_records[-1].reason
+    assert [r.selected for r in ann_records] == [True, False, False]  # her selection file chose predictions.csv
+    assert by["ann"].evidence.competition.notes == ("selected.txt names not_there.csv, which is not a scored prediction file",)
     bob_records = by["bob"].evidence.competition.records
     assert [r.status for r in bob_records] == ["invalid", "scored"]
     assert by["bob"].criteria[0].outcome == "partial"
     assert [row.student for row in second.results.contest.public] == ["ann", "bob"]
     ledger = [json.loads(line) for line in (out / "competition-ledger.jsonl").read_text().splitlines()]
-    assert len(ledger) == 5
+    assert [e["kind"] for e in ledger].count("submission") == 5 and [e["kind"] for e in ledger].count("selection") == 1
 
     # pages: before the deadline, students see public scores only
     page = (out / "feedback" / "ann.html").read_text()
@@ -92,5 +95,7 @@ def test_a_competition_across_two_runs(tmp_path: Path, fmnist_dir: Path, labels:
     (cy,) = by["cy"].evidence.competition.records
     assert cy.status == "refused" and cy.reason.startswith("late:")
     assert late.results.contest.private_visible and [r.student for r in late.results.contest.private][:1] == ["ann"]
+    # the private board counts the submission she selected, not her best public one
+    assert late.results.contest.private[0].score == ann_records[0].private_score
     assert "Private score" in (out / "feedback" / "ann.html").read_text()
     assert "Private leaderboard" in (out / "competition.html").read_text()

@@ -34,16 +34,14 @@ criteria:
 def _cnn(size: int, classes: int):  # type: ignore[no-untyped-def]
     import keras
 
+    keras.utils.set_random_seed(3)  # before the layers are built: their initial weights are drawn here
     L = keras.layers
     return keras.Sequential([keras.Input((size, size, 3)), L.Rescaling(1 / 255.0), L.Conv2D(8, 3, activation="relu"),
                              L.MaxPooling2D(), L.Conv2D(16, 3, activation="relu"), L.GlobalAveragePooling2D(),
                              L.Dense(classes, activation="softmax")])
 
 
-def _train(model, x, y, epochs: int = 8):  # type: ignore[no-untyped-def]
-    import keras
-
-    keras.utils.set_random_seed(3)
+def _train(model, x, y, epochs: int = 15):  # type: ignore[no-untyped-def]
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=epochs, batch_size=16, verbose=0)
     return model
@@ -85,15 +83,27 @@ def test_a_keras_model_on_an_image_folder(shapes, tmp_path: Path) -> None:  # ty
     assert (tmp_path / "out" / "feedback" / "ann.html").exists()
 
 
-def _tflite(model) -> bytes:  # type: ignore[no-untyped-def]
+def _tflite(model, int8_sample: np.ndarray | None = None) -> bytes:  # type: ignore[no-untyped-def]
     import tensorflow as tf
 
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8_sample is not None:  # full-integer quantisation: int8 input and output
+
+        def representative():  # type: ignore[no-untyped-def]
+            for image in int8_sample[:40]:
+                yield [image[None].astype(np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
 
 
 def test_tflite_labels_in_another_order_are_mapped_to_the_classes(tmp_path: Path) -> None:
     data = tmp_path / "flowers"
-    write_folder(data / "train", FLOWER_CLASSES, 14, seed=1, kind="flowers", size=64)
+    write_folder(data / "train", FLOWER_CLASSES, 40, seed=1, kind="flowers", size=64)
     write_folder(data / "test", FLOWER_CLASSES, 6, seed=2, kind="flowers", size=64)
     x, y = as_arrays(data / "train", FLOWER_CLASSES, 64)
     theirs = ["tulips", "daisy", "roses", "dandelion", "sunflowers"]
@@ -105,16 +115,23 @@ def test_tflite_labels_in_another_order_are_mapped_to_the_classes(tmp_path: Path
     root = tmp_path / "class"
     (root / "group").mkdir(parents=True)
     (root / "group" / "model.tflite").write_bytes(_tflite(model) + buffer.getvalue())
+    (root / "int8-group").mkdir()
+    (root / "int8-group" / "model_int8.tflite").write_bytes(_tflite(model, int8_sample=x) + buffer.getvalue())
     rubric = parse_rubric(RUBRIC.format(classes=", ".join(FLOWER_CLASSES)).replace("shapes", "flowers"), "flowers.yaml")
     outcome = grade(root, rubric, Settings(out=tmp_path / "out", hidden_tests=data, project_root=ROOT, download=False))
-    (m,) = outcome.results.students[0].evidence.models
+    by = {s.student: s for s in outcome.results.students}
+    (m,) = by["group"].evidence.models
+    (q,) = by["int8-group"].evidence.models
     assert m.status == "evaluated", m.error
+    assert q.status == "evaluated", q.error
+    assert q.tflite is not None and q.tflite.input_dtype == "int8" and q.metrics is not None
+    assert abs(q.metrics.accuracy - m.metrics.accuracy) <= 0.1  # type: ignore[union-attr]
     assert m.tflite is not None and m.tflite.labels == tuple(theirs)
     assert any("reordered its outputs" in w for w in m.warnings)
     hidden = load_image_folder(data / "test", size=(64, 64), class_names=FLOWER_CLASSES)
     probs = model.predict(hidden.images.astype(np.float32), verbose=0)[:, remap]  # the model's columns in class order
     assert m.metrics is not None and m.metrics.accuracy == pytest.approx(float(np.mean(probs.argmax(1) == hidden.labels)), abs=1e-9)
-    assert m.metrics.accuracy > 0.5 and m.metrics.confidence_sum is not None
+    assert m.metrics.accuracy > 0.5 and m.metrics.confidence_sum is not None  # well above chance (0.2): the reordering matters
 
 
 def test_a_broken_hidden_image_or_a_missing_folder_stops_the_run_with_the_file_named(shapes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -59,3 +59,12 @@ def test_rubric_section_is_validated_and_the_pages_show_the_board(tmp_path: Path
     assert "m0.tflite" not in board  # the class's page: names and scores, not files
     index = (tmp_path / "index.html").read_text()
     assert 'id="leaderboard"' in index and "leaderboard.html" in index and "m0.tflite" in index
+
+
+def test_gradescope_gets_the_leaderboard_entry() -> None:
+    from grader.report.autograders import gradescope_result
+
+    results = judge(parse_rubric(RUBRIC, "flowers.yaml"), [_scored("abe", 90.0), _scored("cy", None)], run=RUN)
+    by = {s.student: s for s in results.students}
+    assert gradescope_result(results, by["abe"])["leaderboard"] == [{"name": "Flowers contest", "value": 90.0}]
+    assert "leaderboard" not in gradescope_result(results, by["cy"])

@@ -132,10 +132,29 @@ def gradescope_result(results: Results, student: StudentResult) -> dict[str, Any
         output += f"; best accuracy on the hidden test set: {student.best_accuracy:.4f}"
     if not results.run.sandboxed:
         output += f"\n\n{results.run.sandbox_note}"
-    return {
+    result: dict[str, Any] = {
         "score": student.points, "execution_time": round(results.run.seconds), "output": output,
         "output_format": "md", "visibility": "visible", "stdout_visibility": "hidden", "tests": tests,
     }
+    board = gradescope_leaderboard(results, student)
+    if board:
+        result["leaderboard"] = board
+    return result
+
+
+def gradescope_leaderboard(results: Results, student: StudentResult) -> list[dict[str, Any]]:
+    """Gradescope's leaderboard entries for a student: the rubric's leaderboard metric of their best
+    model, and the best PUBLIC score of the class competition (the private one never goes there)."""
+    entries: list[dict[str, Any]] = []
+    if results.leaderboard is not None:
+        row = next((r for r in results.leaderboard.rows if r.student == student.student), None)
+        if row is not None and row.value is not None:
+            entries.append({"name": results.leaderboard.title, "value": round(row.value, 4)})
+    if results.contest is not None:
+        row = next((r for r in results.contest.public if r.student == student.student), None)
+        if row is not None:
+            entries.append({"name": f"{results.contest.title} (public)", "value": round(row.score, 4)})
+    return entries
 
 
 @register_sink("gradescope")
