@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import annotated_types
 import yaml
@@ -210,6 +210,24 @@ def _explain(error: dict[str, Any], model: type[BaseModel]) -> str:
     return message
 
 
+_Section = TypeVar("_Section", bound=BaseModel)
+
+
+def _section(data: dict[str, Any], key: str, model: type[_Section], problems: _Problems) -> _Section | None:
+    """A top-level settings section (`notebooks:`, `images:`, ...) validated into `model`; None when
+    absent or invalid (every problem is added, with its line and field)."""
+    if not isinstance(data.get(key), dict):
+        return None
+    try:
+        return model.model_validate(data[key])
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            name = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+            problems.add((key,) + loc, _explain(error, model), field_name=name)
+        return None
+
+
 def load_rubric(path: str | Path) -> Rubric:
     """Read and validate a rubric file. Raises RubricError listing every problem found."""
     path = Path(path)
@@ -253,15 +271,7 @@ def parse_rubric(text: str, shown: str) -> Rubric:
         if key not in data:
             problems.add((), f"missing {key!r}")
     dataset = data.get("dataset", "fashion-mnist")
-    images: ImagesPolicy | None = None
-    if isinstance(data.get("images"), dict):
-        try:
-            images = ImagesPolicy.model_validate(data["images"])
-        except ValidationError as exc:
-            for error in exc.errors():
-                loc = tuple(error["loc"])
-                name = "images" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-                problems.add(("images",) + loc, _explain(error, ImagesPolicy), field_name=name)
+    images = _section(data, "images", ImagesPolicy, problems)
     if isinstance(dataset, str) and "images" not in data:
         from grader.datasets import dataset_names
 
@@ -272,35 +282,11 @@ def parse_rubric(text: str, shown: str) -> Rubric:
         problems.add(("notebooks", "execute"), "notebooks cannot be executed yet when the data set is an image folder "
                      "(the sandbox has no copy of the public images for them); set execute: false", field_name="notebooks.execute")
 
-    notebooks = NotebookPolicy()
-    if isinstance(data.get("notebooks"), dict):
-        try:
-            notebooks = NotebookPolicy.model_validate(data["notebooks"])
-        except ValidationError as exc:
-            for error in exc.errors():
-                loc = tuple(error["loc"])
-                name = "notebooks" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-                problems.add(("notebooks",) + loc, _explain(error, NotebookPolicy), field_name=name)
+    notebooks = _section(data, "notebooks", NotebookPolicy, problems) or NotebookPolicy()
 
-    leaderboard: LeaderboardSpec | None = None
-    if isinstance(data.get("leaderboard"), dict):
-        try:
-            leaderboard = LeaderboardSpec.model_validate(data["leaderboard"])
-        except ValidationError as exc:
-            for error in exc.errors():
-                loc = tuple(error["loc"])
-                name = "leaderboard" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-                problems.add(("leaderboard",) + loc, _explain(error, LeaderboardSpec), field_name=name)
+    leaderboard = _section(data, "leaderboard", LeaderboardSpec, problems)
 
-    competition: CompetitionPolicy | None = None
-    if isinstance(data.get("competition"), dict):
-        try:
-            competition = CompetitionPolicy.model_validate(data["competition"])
-        except ValidationError as exc:
-            for error in exc.errors():
-                loc = tuple(error["loc"])
-                name = "competition" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-                problems.add(("competition",) + loc, _explain(error, CompetitionPolicy), field_name=name)
+    competition = _section(data, "competition", CompetitionPolicy, problems)
 
     criteria: list[Criterion] = []
     seen: dict[str, int] = {}
