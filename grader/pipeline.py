@@ -89,15 +89,17 @@ class FoundSplit:
 def _image_split(rubric: Rubric, settings: Settings, which: str) -> Path:
     """The folder of an image-folder split (`which`: test or train). Looked for in: --hidden-tests
     (test) or --public-data (train), each either the split's own folder or one holding test/ and
-    train/; for train also beside the hidden one; then $GRADER_HIDDEN_TESTS; then hidden_tests/<dataset>/."""
+    train/; for train also beside the hidden one; then $GRADER_HIDDEN_TESTS; then hidden_tests/<dataset>/
+    (its test/ and train/, or, for the hidden split, the folder itself when it has no test/)."""
     explicit = settings.hidden_tests if which == "test" else settings.public_data
     env = os.environ.get("GRADER_HIDDEN_TESTS")
     bases: list[tuple[Path, bool]] = [(explicit, True)] if explicit is not None else []
     if which == "train" and settings.hidden_tests is not None:
         bases.append((settings.hidden_tests, False))
+    # a folder without test/ and train/ in it is the hidden split itself (hidden_tests/<dataset>/<class>/...)
     if env:
-        bases.append((Path(env), False))
-    bases.append((settings.project_root / "hidden_tests" / rubric.dataset, False))
+        bases.append((Path(env), which == "test"))
+    bases.append((settings.project_root / "hidden_tests" / rubric.dataset, which == "test"))
     for base, itself in bases:
         for candidate in (base / which, base / rubric.dataset / which):
             if candidate.is_dir():

@@ -147,3 +147,16 @@ def test_a_broken_hidden_image_or_a_missing_folder_stops_the_run_with_the_file_n
     with pytest.raises(DatasetError) as info:
         grade(root, rubric, Settings(out=tmp_path / "out2", hidden_tests=tmp_path / "nowhere", project_root=tmp_path, download=False))
     assert "no hidden test images for 'shapes'" in str(info.value) and "hidden_tests/shapes/test" in info.value.hint
+
+
+def test_the_hidden_split_may_be_the_dataset_folder_itself(shapes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """hidden_tests/<dataset>/<class>/*.png, as a teacher may lay it out; the public split given apart."""
+    import shutil
+
+    data, root = shapes
+    project = tmp_path / "course"
+    shutil.copytree(data / "test", project / "hidden_tests" / "shapes")
+    rubric = parse_rubric(RUBRIC.format(classes=", ".join(CV4_CLASSES)), "shapes.yaml")
+    outcome = grade(root, rubric, Settings(out=tmp_path / "out", public_data=data / "train", project_root=project, download=False))
+    assert outcome.results.run.hidden_size == 36
+    assert str(project / "hidden_tests" / "shapes") in outcome.results.run.hidden_source
