@@ -437,9 +437,9 @@ def test_late_submission_is_refused(tmp_path: Path) -> None:
     assert late.status == "refused" and late.public_score is None
     assert late.reason == "late: submitted 2026-03-02 10:00 UTC, deadline 2026-03-01 23:59 UTC"
     assert ledger.records()[-1] == late
-    seconds = go(ledger, CompetitionSpec(deadline=datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)), "bob", content(4),
+    just_late = go(ledger, CompetitionSpec(deadline=datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)), "bob", content(4),
                  datetime(2026, 3, 2, 0, 0, 5, tzinfo=UTC))
-    assert seconds.reason == "late: submitted 2026-03-02 00:00:05 UTC, deadline 2026-03-01 23:59:59 UTC"
+    assert just_late.reason == "late: submitted 2026-03-02 00:00:05 UTC, deadline 2026-03-01 23:59:59 UTC"  # to the second
 
 
 def test_invalid_file_is_recorded_and_not_counted(tmp_path: Path) -> None:
