@@ -100,13 +100,16 @@ def _image_split(rubric: Rubric, settings: Settings, which: str) -> Path:
     if env:
         bases.append((Path(env), which == "test"))
     bases.append((settings.project_root / "hidden_tests" / rubric.dataset, which == "test"))
+    flag = "--hidden-tests" if which == "test" else "--public-data"
     for base, itself in bases:
         for candidate in (base / which, base / rubric.dataset / which):
             if candidate.is_dir():
                 return candidate
         if itself and base.is_dir():
             return base
-    flag = "--hidden-tests" if which == "test" else "--public-data"
+        if base == explicit:  # asked for by name: not found there is an error, not a reason to look elsewhere
+            raise datasets.DatasetError(f"{flag} {explicit}: no such folder of images",
+                                        hint=f"give the folder of the {which} images (a folder per class, or a labels.csv)")
     raise datasets.DatasetError(
         f"no {'hidden test' if which == 'test' else 'public train'} images for {rubric.dataset!r}: looked in {flag}, "
         f"$GRADER_HIDDEN_TESTS and {settings.project_root / 'hidden_tests' / rubric.dataset / which}",

@@ -145,7 +145,10 @@ def test_a_broken_hidden_image_or_a_missing_folder_stops_the_run_with_the_file_n
         grade(root, rubric, Settings(out=tmp_path / "out", hidden_tests=broken, project_root=ROOT, download=False))
     assert "circle/bad.png" in str(info.value)
     with pytest.raises(DatasetError) as info:
-        grade(root, rubric, Settings(out=tmp_path / "out2", hidden_tests=tmp_path / "nowhere", project_root=tmp_path, download=False))
+        grade(root, rubric, Settings(out=tmp_path / "out2", hidden_tests=tmp_path / "nowhere", project_root=ROOT, download=False))
+    assert f"--hidden-tests {tmp_path / 'nowhere'}: no such folder of images" in str(info.value)
+    with pytest.raises(DatasetError) as info:
+        grade(root, rubric, Settings(out=tmp_path / "out3", project_root=tmp_path, download=False))
     assert "no hidden test images for 'shapes'" in str(info.value) and "hidden_tests/shapes/test" in info.value.hint
 
 
