@@ -102,6 +102,7 @@ class GatherOptions:
     allow_unsandboxed_code: bool = False  # run Lambda/custom layers even without a sandbox (teacher's choice)
     zygotes: ZygotePool | None = None  # pre-imported sandboxed workers; None: a fresh worker per submission
     notebooks: NotebookContext | None = None  # set when the rubric says to execute notebooks
+    expects_models: bool = True  # False: the rubric grades no model file (no "no model file" problem then)
 
     @property
     def runs_code(self) -> bool:
@@ -365,7 +366,7 @@ def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options
         errors += problems
         by_label = {loadable[i][0].path: m for i, m in evaluated.items()}
         models = tuple(by_label.get(m.path, m) for m, _ in inspected)
-        if not model_files and not produced:
+        if not model_files and not produced and options.expects_models:
             errors.append("no model file (.h5, .hdf5, .keras, .tflite, or inside a .zip) in the submission")
         return Evidence(
             student=submission.student, status="gathered", files=tuple(f.info() for f in every), models=models,

@@ -35,11 +35,19 @@ def judge_criterion(evidence: Evidence, criterion: Criterion) -> CriterionResult
         )
 
 
-def _flags(evidence: Evidence) -> tuple[str, ...]:
+_MODEL_NEEDS = frozenset({"architecture", "predictions", "pretrained"})
+
+
+def expects_models(rubric: Rubric) -> bool:
+    """Whether the rubric grades model files at all (a competition of prediction files may not)."""
+    return any(get_check(c.check).needs & _MODEL_NEEDS for c in rubric.criteria) or rubric.leaderboard is not None
+
+
+def _flags(evidence: Evidence, models_expected: bool = True) -> tuple[str, ...]:
     flags = []
     if evidence.status != "gathered":
         flags.append(f"not graded ({evidence.status})")
-    if not evidence.models:
+    if not evidence.models and models_expected:
         flags.append("no model")
     broken = sum(1 for m in evidence.models if m.status == "error")
     if broken:
@@ -60,7 +68,7 @@ def judge_student(rubric: Rubric, evidence: Evidence) -> StudentResult:
         max_points=rubric.max_points,
         criteria=results,
         best_accuracy=max(accuracies) if accuracies else None,
-        flags=_flags(evidence),
+        flags=_flags(evidence, expects_models(rubric)),
         evidence=evidence,
     )
 

@@ -28,7 +28,7 @@ from grader.discover import Submission, content_hash, discover, list_files
 from grader.errors import GraderError
 from grader.evidence import CompetitionEvidence, Evidence
 from grader.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather
-from grader.judge import judge
+from grader.judge import expects_models, judge
 from grader.competition import MAX_BYTES as MAX_PREDICTION_BYTES
 from grader.competition import CompetitionError, Ledger, deselect, select, submit
 from grader.fingerprints import code_fingerprints
@@ -245,13 +245,13 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
                                         limits=limits, allow_unsandboxed_code=settings.allow_unsandboxed_code, cancel=cancel)
         options = GatherOptions(cancel=cancel, notebooks=notebooks, scratch_root=scratch, device=device, timeout_per_model=settings.timeout_per_model,
                                 isolation=isolation.kind, limits=limits, allow_unsandboxed_code=settings.allow_unsandboxed_code,
-                                zygotes=zygotes,
+                                zygotes=zygotes, expects_models=expects_models(rubric),
                                 batch_size=settings.batch_size,
                                 reference_weights=_reference_dir(settings, hidden_files.directory))
         settings_key = (f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}|{GATHER_FORMAT}|"
                         f"{options.runs_code}|{settings.memory_limit_gb}|{os.environ.get('KERAS_BACKEND', 'tensorflow')}|{device}|"
                         f"{rubric.notebooks.model_dump_json() if rubric.notebooks.execute else 'static'}|"
-                        f"{rubric.images.model_dump_json() if rubric.images else 'idx'}")
+                        f"{rubric.images.model_dump_json() if rubric.images else 'idx'}|{options.expects_models}")
         evidences: list[Evidence] = []
         counts = {"cached": 0, "gathered": 0}
 
