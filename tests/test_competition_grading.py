@@ -56,6 +56,7 @@ def test_a_competition_across_two_runs(tmp_path: Path, fmnist_dir: Path, labels:
     (ann,) = by["ann"].evidence.competition.records
     assert ann.status == "scored" and 0.88 < ann.public_score < 0.92 and 0.88 < ann.private_score < 0.92
     assert by["ann"].criteria[0].outcome == "pass"
+    assert by["ann"].flags == () and by["ann"].evidence.errors == ()  # no model is asked for, so none is missed
     (bob,) = by["bob"].evidence.competition.records
     assert bob.status == "invalid" and "predictions.csv" in bob.reason and "7" in bob.reason and "more than once" in bob.reason and "lines 9, 10002" in bob.reason
     assert by["bob"].criteria[0].outcome == "fail" and "could be scored" in by["bob"].criteria[0].message
