@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from tests._images import CV4_CLASSES, FLOWER_CLASSES, as_arrays, write_folder  # noqa: E402
+from tests._tflite import to_tflite  # noqa: E402
 
 KAGGLE_HEAD = "fileName,date,description,status,publicScore,privateScore\n"
 
@@ -119,25 +120,6 @@ def cv4(only_missing: bool) -> None:
         (subs / student / "kaggle_submissions.csv").write_text(KAGGLE_HEAD + "\n".join(rows) + "\n")
 
 
-def _tflite(model, int8: bool = False, sample: np.ndarray | None = None) -> bytes:  # type: ignore[no-untyped-def]
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8:
-        assert sample is not None
-
-        def representative():  # type: ignore[no-untyped-def]
-            for image in sample[:64]:
-                yield [image[None].astype(np.float32)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.uint8
-    return converter.convert()
-
-
 def _with_labels(model: bytes, labels: list[str]) -> bytes:
     """A zip holding labels.txt appended to the model, as TFLite Model Maker / TFLite Support pack it."""
     buffer = io.BytesIO()
@@ -168,11 +150,11 @@ def flowers(only_missing: bool) -> None:
             remap = np.array([shuffled.index(c) for c in FLOWER_CLASSES])
             model = cnn(96, 5, width=8)
             acc = fit(model, x, remap[y], epochs)
-            path.write_bytes(_with_labels(_tflite(model), shuffled))
+            path.write_bytes(_with_labels(to_tflite(model), shuffled))
         else:
             model = cnn(96, 5)
             acc = fit(model, x, y, epochs)
-            path.write_bytes(_tflite(model, int8=kind == "int8", sample=x))
+            path.write_bytes(to_tflite(model, "uint8" if kind == "int8" else None, x))
         (folder / "training_log.md").write_text(f"# {group}\n\n| model | epochs | val. accuracy |\n| --- | --- | --- |\n"
                                                 f"| small CNN 96×96 | {epochs} | {acc:.3f} |\n")
         print(f"  submissions-flowers/{group}/{name}: validation accuracy {acc:.3f}", flush=True)

@@ -295,7 +295,8 @@ def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path, sco
             raise ValueError(f"predictions have dtype {outputs.dtype}")
         outputs = outputs.astype(np.float32, copy=False)
         metrics, note = scorer.score(outputs)
-        predicted = encode_labels(np.argmax(outputs, axis=1).astype(np.uint8))
+        # one byte per image; a data set of more than 256 classes is not compared by predictions
+        predicted = encode_labels(np.argmax(outputs, axis=1).astype(np.uint8)) if outputs.shape[1] <= 256 else None
     except (ValueError, OSError) as exc:
         return model.model_copy(update={**update, "status": "error", "loader": result.loader, "error": str(exc)})
     assert result.input_shape is not None and result.candidate is not None
@@ -328,7 +329,8 @@ def _execute_notebooks(submission: Submission, files: list[SubmissionFile], stat
     return out, produced
 
 
-def _with_fingerprints(nb: NotebookEvidence) -> NotebookEvidence:
+def with_fingerprints(nb: NotebookEvidence) -> NotebookEvidence:
+    """The notebook with the fingerprints of its code cells (grader.similarity compares them)."""
     sources = [c.source for c in nb.content if c.cell_type == "code"]
     return nb.model_copy(update={"code_fingerprints": code_fingerprints(sources)}) if sources else nb
 
@@ -348,7 +350,7 @@ def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options
                 expanded += members
                 errors += zip_warnings
         every = files + expanded
-        notebooks: list[NotebookEvidence] = [_with_fingerprints(read_notebook(f.real, f.label)) for f in every if f.kind == "notebook"]
+        notebooks: list[NotebookEvidence] = [with_fingerprints(read_notebook(f.real, f.label)) for f in every if f.kind == "notebook"]
         produced: list[tuple[SubmissionFile, str]] = []
         if options.notebooks is not None and options.notebooks.policy.execute:
             notebooks, produced = _execute_notebooks(submission, every, notebooks, options.notebooks, scratch / "notebooks")

@@ -27,11 +27,10 @@ from grader.cache import EvidenceCache, cache_key
 from grader.discover import Submission, content_hash, discover, list_files
 from grader.errors import GraderError
 from grader.evidence import CompetitionEvidence, Evidence
-from grader.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather
+from grader.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather, with_fingerprints
 from grader.judge import expects_models, judge
 from grader.competition import MAX_BYTES as MAX_PREDICTION_BYTES
 from grader.competition import CompetitionError, Ledger, deselect, select, submit
-from grader.fingerprints import code_fingerprints
 from grader.kaggle import looks_like_kaggle
 from grader.notebooks import matches_globs, read_notebook
 from grader.report import ReportOptions, write_reports
@@ -364,8 +363,7 @@ def _starter_fingerprints(rubric: Rubric, settings: Settings) -> frozenset[int]:
     folder = settings.project_root / "assignments" / rubric.assignment
     found: set[int] = set()
     for path in sorted(folder.glob("*.ipynb")) if folder.is_dir() else []:
-        nb = read_notebook(path, path.name)
-        found.update(code_fingerprints([c.source for c in nb.content if c.cell_type == "code"]))
+        found.update(with_fingerprints(read_notebook(path, path.name)).code_fingerprints)
     return frozenset(found)
 
 

@@ -19,6 +19,7 @@ from grader.pipeline import grade
 from grader.rubric import parse_rubric
 from grader.settings import Settings
 from tests._images import CV4_CLASSES, FLOWER_CLASSES, as_arrays, write_folder
+from tests._tflite import to_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -83,24 +84,6 @@ def test_a_keras_model_on_an_image_folder(shapes, tmp_path: Path) -> None:  # ty
     assert (tmp_path / "out" / "feedback" / "ann.html").exists()
 
 
-def _tflite(model, int8_sample: np.ndarray | None = None) -> bytes:  # type: ignore[no-untyped-def]
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8_sample is not None:  # full-integer quantisation: int8 input and output
-
-        def representative():  # type: ignore[no-untyped-def]
-            for image in int8_sample[:40]:
-                yield [image[None].astype(np.float32)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
-
-
 def test_tflite_labels_in_another_order_are_mapped_to_the_classes(tmp_path: Path) -> None:
     data = tmp_path / "flowers"
     write_folder(data / "train", FLOWER_CLASSES, 40, seed=1, kind="flowers", size=64)
@@ -114,9 +97,9 @@ def test_tflite_labels_in_another_order_are_mapped_to_the_classes(tmp_path: Path
         zf.writestr("labels.txt", "\n".join(theirs) + "\n")
     root = tmp_path / "class"
     (root / "group").mkdir(parents=True)
-    (root / "group" / "model.tflite").write_bytes(_tflite(model) + buffer.getvalue())
+    (root / "group" / "model.tflite").write_bytes(to_tflite(model) + buffer.getvalue())
     (root / "int8-group").mkdir()
-    (root / "int8-group" / "model_int8.tflite").write_bytes(_tflite(model, int8_sample=x) + buffer.getvalue())
+    (root / "int8-group" / "model_int8.tflite").write_bytes(to_tflite(model, "int8", x) + buffer.getvalue())
     rubric = parse_rubric(RUBRIC.format(classes=", ".join(FLOWER_CLASSES)).replace("shapes", "flowers"), "flowers.yaml")
     outcome = grade(root, rubric, Settings(out=tmp_path / "out", hidden_tests=data, project_root=ROOT, download=False))
     by = {s.student: s for s in outcome.results.students}

@@ -14,6 +14,7 @@ from grader.pipeline import grade
 from grader.rubric import load_rubric
 from grader.settings import Settings
 from tests._class import keras3_cnn, read_idx, train_split
+from tests._tflite import to_tflite
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -21,23 +22,10 @@ pytestmark = pytest.mark.slow
 
 def _convert(keras_path: Path, out: Path, fmnist: Path, int8: bool) -> None:
     import keras
-    import tensorflow as tf
 
-    model = keras.models.load_model(keras_path)
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if int8:
-        x, _ = train_split(fmnist, n=200)
-
-        def representative():  # type: ignore[no-untyped-def]
-            for image in x[:100]:
-                yield [image[None, ..., None].astype(np.float32) / 255.0]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    out.write_bytes(converter.convert())
+    x, _ = train_split(fmnist, n=100)
+    sample = x[..., None].astype(np.float32) / 255.0  # what the model takes
+    out.write_bytes(to_tflite(keras.models.load_model(keras_path), "int8" if int8 else None, sample))
 
 
 @pytest.fixture(scope="module")
