@@ -304,6 +304,9 @@ def test_unsandboxed_run_says_so_and_does_not_run_code(tmp_path: Path, fmnist_di
 def test_outcome_classification() -> None:
     assert classify(0, "") == "ok"
     assert classify(1, "Traceback ... MemoryError") == "out_of_memory"
+    # TensorFlow aborting because the address-space limit leaves no room for its threads' stacks
+    assert classify(-6, "F0000 env.cc:84] Check failed: ret == 0 (11 vs. 0) Thread tf_Compute creation via "
+                        "pthread_create() failed.\n*** Check failure stack trace: ***") == "out_of_memory"
     assert classify(-9, "") == "killed" and classify(137, "") == "killed"
     assert classify(2, "ValueError: bad") == "error"
 
