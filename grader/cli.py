@@ -40,8 +40,21 @@ def _grade_parser() -> argparse.ArgumentParser:
     which.add_argument("-a", "--assignment", help="assignment id: uses rubrics/<id>.yaml")
     which.add_argument("--rubric", type=Path, help="a rubric file outside the rubrics/ folder")
     p.add_argument("-o", "--out", type=Path, help="report folder (default: reports/<assignment>/)")
-    p.add_argument("-j", "--jobs", type=int, default=1, help="submissions graded at once (default 1)")
-    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto", help="where models run (default auto)")
+    p.add_argument("-j", "--jobs", type=int, default=1,
+                   help="submissions graded at once (default 1); with --executor ray and no --ray-address, the CPUs of the Ray it starts")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: this machine's processes (default); ray: one Ray task per submission (docs/cluster.md)")
+    p.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                   help="with --executor ray: the running Ray cluster to join (default: start a Ray on this machine)")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|gpu|gpu:N",
+                   help="where models run: auto (a GPU when one is visible; default), cpu, gpu (every visible GPU) "
+                        "or gpu:N (the GPU nvidia-smi numbers N); docs/gpu.md")
+    p.add_argument("--gpu-share", type=int, default=1, metavar="N",
+                   help="submissions evaluated at once on one GPU (default 1)")
+    p.add_argument("--gpu-memory-fraction", type=float, metavar="F",
+                   help="share of a GPU's memory one submission may take (default 0.9 divided by --gpu-share)")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N",
+                   help="images per prediction batch (default 256; halved for a model that runs out of device memory)")
     p.add_argument("--hidden-tests", type=Path, help="folder with the hidden test split (else $GRADER_HIDDEN_TESTS, hidden_tests/, ...)")
     p.add_argument("--public-data", type=Path, help="folder with the public train split (default: found like the hidden set)")
     p.add_argument("--only", nargs="+", metavar="STUDENT", help="grade only these students")
@@ -150,6 +163,26 @@ def _shown(paths: list[Path]) -> list[str]:
     return shown
 
 
+def _check_device_args(args: argparse.Namespace) -> None:
+    """--device, --gpu-share and --gpu-memory-fraction, as usage errors (exit 4) that say what is allowed."""
+    from grader.devices import parse_device
+
+    try:
+        args.device = parse_device(args.device)
+    except ValueError as exc:
+        raise GraderError(f"--device: {exc}", hint="e.g. --device gpu:0; nvidia-smi -L lists the GPUs") from None
+    if args.batch_size < 1:
+        raise GraderError(f"--batch-size must be at least 1; got {args.batch_size}")
+    if args.gpu_share < 1:
+        raise GraderError(f"--gpu-share must be at least 1; got {args.gpu_share}")
+    fraction = args.gpu_memory_fraction
+    if fraction is not None and not 0 < fraction <= 1:
+        raise GraderError(f"--gpu-memory-fraction must be in (0, 1]; got {fraction:g}")
+    if fraction is not None and fraction * args.gpu_share > 1:
+        raise GraderError(f"--gpu-memory-fraction {fraction:g} for each of --gpu-share {args.gpu_share} submissions "
+                          "is more than the whole GPU", hint=f"use at most {1 / args.gpu_share:.2f}, or leave it out")
+
+
 def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
     from grader.pipeline import grade
     from grader.report import sink_names
@@ -167,8 +200,12 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
         raise GraderError(f"--format: unknown format {unknown[0]!r}", hint=f"known: {', '.join(sink_names())}")
     if args.jobs < 1:
         raise GraderError("--jobs must be at least 1")
+    _check_device_args(args)
+    if args.ray_address is not None and args.executor != "ray":
+        raise GraderError("--ray-address is for --executor ray", hint=f"add --executor ray --ray-address {args.ray_address}")
     settings = Settings(
-        out=args.out, jobs=args.jobs, device=args.device,
+        out=args.out, jobs=args.jobs, device=args.device, executor=args.executor, ray_address=args.ray_address,
+        gpu_share=args.gpu_share, gpu_memory_fraction=args.gpu_memory_fraction, batch_size=args.batch_size,
         # [tool.grader]'s data folders are for the IDX data set they hold; an image-folder rubric finds its
         # own under hidden_tests/<dataset>/ unless given on the command line
         hidden_tests=args.hidden_tests or (defaults.get("hidden_tests") if rubric.images is None else None),  # type: ignore[arg-type]

@@ -11,6 +11,11 @@ are not sent here at all; see grader.gather):
 - tf_keras (Keras 2.x) for files saved by Keras 2 that Keras 3 misreads, e.g. a Sequential with a
   nested VGG16 (Keras 3 fails with "'list' object has no attribute 'shape'").
 A file saved by Keras 2 is tried with tf_keras first, since that is the library that wrote it.
+
+Device (docs/gpu.md): `run` caps the memory of the GPU it was given before anything touches it
+(grader.backends); a batch that runs out of device memory is halved and tried again (`Batch`); the
+hidden set goes to the model in chunks bounded in bytes; and each model's hidden-set pass is recorded
+(`EvaluationRun`: device, library, batch size, seconds, peak memory).
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from grader import adapt
+from grader import adapt, backends
 from grader._frozen import Frozen
+from grader.evidence import EvaluationRun
 
 
 _CHUNK_BYTES = 256 * 1024**2  # most adapted input held in memory at once
@@ -52,6 +60,7 @@ class Limits(Frozen):
     cpu_seconds: int | None = None  # RLIMIT_CPU
     open_files: int = 512  # RLIMIT_NOFILE
     file_bytes: int = 1024**3  # largest file it may write (RLIMIT_FSIZE)
+    gpu_memory_fraction: float | None = None  # of its GPU's memory (grader.backends.prepare); None: not capped
 
 
 class WorkerRequest(Frozen):
@@ -64,8 +73,9 @@ class WorkerRequest(Frozen):
     stats_mean: float
     stats_std: float
     out_dir: str
-    batch_size: int = 256
+    batch_size: int = 256  # halved on a device out-of-memory error (Batch)
     limits: Limits = Limits()
+    device: str = "cpu"  # what the grader gave this worker: "cpu" or "gpu:N" (grader.sandbox.placed)
 
 
 class PublicError(Frozen):
@@ -115,6 +125,7 @@ class WorkerModelResult(Frozen):
     error: str | None = None
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
+    run: EvaluationRun | None = None  # device, backend, batch size, time and peak memory of the hidden-set pass
 
 
 def _short(exc: BaseException) -> str:
@@ -193,40 +204,77 @@ def _input_shape(model: Any, inspected: tuple[int | None, ...] | None) -> tuple[
         return tuple(inspected)
 
 
+@dataclass
+class Batch:
+    """The batch size of one model's predictions: halved, and counted, each time the device runs out
+    of memory on a batch (down to 1). The size that worked is kept for the model's later predictions."""
+
+    size: int
+    halvings: int = 0
+
+    def run(self, predict: Callable[[int], Any]) -> Any:
+        """`predict(batch_size)`; after a device out-of-memory error, again with half the batch."""
+        while True:
+            try:
+                return predict(self.size)
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried; anything else goes on up
+                if self.size <= 1 or not backends.is_out_of_memory(exc):
+                    raise
+            # outside the except block: the error's traceback, and the tensors its frames hold, are gone
+            self.size = max(1, self.size // 2)
+            self.halvings += 1
+            backends.release_memory()
+
+
+def _chunk(per_image: int, batch_size: int) -> int:
+    """Images per chunk: at most _CHUNK_BYTES of input (10,000 at 28×28; 256 at 224×224×3), a whole
+    number of batches, so that only the very last batch has an odd size: XLA (JAX) and tf.function
+    compile once per batch shape."""
+    return max(batch_size, _CHUNK_BYTES // max(1, per_image) // batch_size * batch_size)
+
+
+def _predict_rows(model: Any, x: np.ndarray, batch: Batch) -> np.ndarray:
+    """`model`'s outputs on `x`, one float32 row per image, retried with smaller batches as needed."""
+    y = batch.run(lambda size: model.predict(x, batch_size=size, verbose=0))
+    if isinstance(y, (list, tuple)):
+        y = y[0]
+    return np.asarray(y, dtype=np.float32).reshape(len(x), -1)
+
+
+def _concat(outputs: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
 def _predict_on_device(model: Any, images: np.ndarray, input_shape: tuple[int | None, ...], cand: adapt.Candidate,
-                       stats: adapt.Stats, batch_size: int) -> np.ndarray | None:
+                       stats: adapt.Stats, batch: Batch) -> np.ndarray | None:
     """The hidden set through `model` with the adaptation as layers in front of it (grader.adapt_layers),
-    so that only 28×28 images cross to the device; None when the front cannot be built on this model."""
+    so that only source-sized images cross to the device; None when the front cannot be built on this
+    model. The front takes float32 pixels, converted a chunk at a time: the whole set never is
+    (10,000 128×128 RGB images are 2 GB as float32)."""
     from grader.adapt_layers import with_front
 
     try:
         front = with_front(model, input_shape, cand, stats, source=images.shape[1:])
-    except Exception:  # noqa: BLE001 - an unusual model: the host path below still works
+    except Exception:  # noqa: BLE001 - an unusual model: the host path still works
         return None
-    y = front.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
-    return np.asarray(y, dtype=np.float32).reshape(len(images), -1)
+    chunk = _chunk(int(np.prod(images.shape[1:])) * 4, batch.size)
+    return _concat([_predict_rows(front, images[start : start + chunk].astype(np.float32), batch)
+                    for start in range(0, len(images), chunk)])
 
 
 def _predict(model: Any, images: np.ndarray, input_shape: tuple[int | None, ...], cand: adapt.Candidate,
-             stats: adapt.Stats, batch_size: int, on_device: bool = False) -> np.ndarray:
+             stats: adapt.Stats, batch: int | Batch, on_device: bool = False) -> np.ndarray:
     """Predict in chunks so that large inputs (224×224×3) never exist for the whole set at once.
-    With `on_device`, images larger than 28×28 are adapted by layers on the model's device instead."""
+    With `on_device`, images larger than 28×28 are adapted by layers on the model's device instead.
+    `batch`: a batch size, or a model's Batch (which then records any halving)."""
+    batch = batch if isinstance(batch, Batch) else Batch(batch)
     if on_device and cand.geometry in ("resize", "pad"):
-        y = _predict_on_device(model, images, input_shape, cand, stats, batch_size)
+        y = _predict_on_device(model, images, input_shape, cand, stats, batch)
         if y is not None:
             return y
-    outputs = []
-    per_image = adapt.adapted_bytes(input_shape, source=images.shape[1:])
-    # 10,000 at 28×28; 256 at 224×224×3. A whole number of batches, so that only the very last batch
-    # has an odd size: XLA (JAX) and tf.function compile once per batch shape.
-    chunk = max(batch_size, _CHUNK_BYTES // per_image // batch_size * batch_size)
-    for start in range(0, len(images), chunk):
-        x = adapt.adapt(images[start : start + chunk], input_shape, cand, stats)
-        y = model.predict(x, batch_size=batch_size, verbose=0)
-        if isinstance(y, (list, tuple)):
-            y = y[0]
-        outputs.append(np.asarray(y, dtype=np.float32).reshape(len(x), -1))
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+    chunk = _chunk(adapt.adapted_bytes(input_shape, source=images.shape[1:]), batch.size)
+    return _concat([_predict_rows(model, adapt.adapt(images[start : start + chunk], input_shape, cand, stats), batch)
+                    for start in range(0, len(images), chunk)])
 
 
 def _reorder(probs: np.ndarray, order: tuple[int, ...] | None) -> np.ndarray:
@@ -236,10 +284,30 @@ def _reorder(probs: np.ndarray, order: tuple[int, ...] | None) -> np.ndarray:
     return probs[:, list(order)]
 
 
-def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, public_y: np.ndarray,
-                 stats: adapt.Stats, out_dir: Path, batch_size: int) -> WorkerModelResult:
+def _hidden_pass(model: Any, hidden: np.ndarray, input_shape: tuple[int | None, ...], cand: adapt.Candidate,
+                 stats: adapt.Stats, batch: Batch, device: backends.DeviceInfo, on_device: bool) -> tuple[np.ndarray, EvaluationRun]:
+    """The model's raw outputs on the hidden set, and how that went: device, library, batch, seconds, peak memory."""
+    lib = backends.framework(model)
+    if lib == "tflite":  # the TFLite interpreter runs on the CPU whatever this worker was given
+        device = backends.DeviceInfo(device="cpu", name=backends.cpu_name(), backend=device.backend)
+    backends.reset_peak(device, lib)
     start = time.perf_counter()
-    warnings: list[str] = []
+    outputs = _predict(model, hidden, input_shape, cand, stats, batch, on_device=on_device)
+    seconds = time.perf_counter() - start
+    return outputs, EvaluationRun(device=device.device, device_name=device.name, backend=lib, batch_size=batch.size,
+                                  batch_halvings=batch.halvings, seconds=round(seconds, 3),
+                                  peak_memory_bytes=backends.peak_memory(device, lib))
+
+
+def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, public_y: np.ndarray,
+                 stats: adapt.Stats, out_dir: Path, batch_size: int,
+                 device: backends.DeviceInfo | None = None) -> WorkerModelResult:
+    """One model: load, choose the preprocessing on the public sample, predict the hidden set.
+    `device`: where `run` found the models run (default: the CPU)."""
+    start = time.perf_counter()
+    device = device or backends.DeviceInfo(device="cpu", name=backends.cpu_name(), backend=backends.keras_backend())
+    warnings: list[str] = list(device.notes)
+    batch = Batch(batch_size)
     try:
         if item.format == "tflite":
             from grader.tflite_eval import TFLiteModel
@@ -262,7 +330,7 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
         def score(keys: list[str], n: int) -> dict[str, float]:
             out = {}
             for k in keys:
-                probs = _reorder(_predict(model, public_x[:n], input_shape, every[k], stats, batch_size), item.label_order)
+                probs = _reorder(_predict(model, public_x[:n], input_shape, every[k], stats, batch), item.label_order)
                 out[k] = float(np.mean(np.argmax(probs, axis=1) == public_y[:n])) if probs.size else 0.0
                 if n == len(public_x):
                     public_probs[k] = probs
@@ -276,16 +344,23 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
         scores = score(finalists, len(public_x))
         key = adapt.choose(scores)
         cand = every[key]
-        probs = _reorder(_predict(model, hidden, input_shape, cand, stats, batch_size, on_device=item.format != "tflite"),
-                         item.label_order)
+        outputs, run = _hidden_pass(model, hidden, input_shape, cand, stats, batch, device, on_device=item.format != "tflite")
+        probs = _reorder(outputs, item.label_order)
+        if batch.halvings:
+            warnings.append(f"the device ran out of memory with batches of {batch_size}; evaluated with batches of "
+                            f"{batch.size} ({batch.halvings} halving(s))")
         name = f"predictions-{item.index}.npy"
         np.save(out_dir / name, probs, allow_pickle=False)
         return WorkerModelResult(
             index=item.index, ok=True, loader=loader, input_shape=input_shape, output_shape=output_shape,
             candidate=key, candidates=scores, screening=screening, description=adapt.describe(cand, input_shape, source=hidden.shape[1:]), predictions=name,
             public_errors=public_errors(public_probs[key], public_y) if key in public_probs else (), warnings=tuple(warnings), seconds=time.perf_counter() - start,
+            run=run,
         )
     except Exception as exc:  # noqa: BLE001 - a broken model is a result, not a crash of the batch
+        if batch.halvings:
+            warnings.append(f"the batch was halved {batch.halvings} time(s) after the device ran out of memory, "
+                            f"down to {batch.size} image(s)")
         return WorkerModelResult(index=item.index, ok=False, error=_short(exc), warnings=tuple(warnings),
                                  seconds=time.perf_counter() - start)
 
@@ -310,13 +385,16 @@ def apply_limits(limits: Limits) -> None:
 
 def run(request: WorkerRequest) -> None:
     apply_limits(request.limits)
+    device = backends.prepare(request.device, request.limits.gpu_memory_fraction)  # before the device is first used
     out_dir = Path(request.out_dir)
-    hidden = np.load(request.hidden_images, allow_pickle=False)
+    # read from disk a chunk at a time (np.load maps the file): a large hidden set (10,000 RGB images of
+    # 128×128 are 0.5 GB) is not copied into every worker's memory
+    hidden = np.load(request.hidden_images, mmap_mode="r", allow_pickle=False)
     public_x = np.load(request.public_images, allow_pickle=False)
     public_y = np.load(request.public_labels, allow_pickle=False)
     stats = adapt.Stats(request.stats_mean, request.stats_std)
     for item in request.models:
-        result = evaluate_one(item, hidden, public_x, public_y, stats, out_dir, request.batch_size)
+        result = evaluate_one(item, hidden, public_x, public_y, stats, out_dir, request.batch_size, device)
         tmp = out_dir / f"result-{item.index}.json.tmp"
         tmp.write_text(result.model_dump_json())
         tmp.replace(out_dir / f"result-{item.index}.json")

@@ -141,6 +141,18 @@ class PublicExample(Frozen):
     png: str = ""
 
 
+class EvaluationRun(Frozen):
+    """Where and how the hidden set went through one model (filled in by the worker, grader.evaluate)."""
+
+    device: str = "cpu"  # "cpu", "gpu:0", ... as the backend saw it
+    device_name: str | None = None  # e.g. "NVIDIA H200"
+    backend: str | None = None  # Keras backend: tensorflow, jax, torch; "tflite" for the TFLite interpreter
+    batch_size: int = 0  # the batch size that worked (smaller than asked when it was halved on out-of-memory)
+    batch_halvings: int = 0  # how many times the batch was halved after the device ran out of memory
+    seconds: float = 0.0  # predicting the hidden set only (the model's `seconds` includes loading and screening)
+    peak_memory_bytes: int | None = None  # the device's peak (GPU) or the worker's peak resident set (CPU)
+
+
 class ModelEvidence(Frozen):
     """One model file in a submission: its architecture and, when evaluated, its measured scores."""
 
@@ -168,6 +180,7 @@ class ModelEvidence(Frozen):
     predicted: str | None = None
     public_errors: tuple[PublicExample, ...] = ()  # a few misclassified PUBLIC images, with thumbnails
     tflite: TFLiteInfo | None = None  # a .tflite model: what its FlatBuffer says (grader.tflite)
+    run: EvaluationRun | None = None  # device, backend, batch size, time and peak memory of the evaluation
 
     @property
     def accuracy(self) -> float | None:
@@ -342,4 +355,5 @@ class Evidence(Frozen):
     content_hash: str = ""
     grader_version: str = ""
     sandboxed: bool = False
+    executor: str | None = None  # where it was gathered: "local", "ray (node 10.0.0.5)" (grader.executors)
     seconds: float = 0.0

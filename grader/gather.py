@@ -2,8 +2,14 @@
 and measured scores of every model that can be loaded without running student code.
 
 The worker process (`grader.sandbox.run_worker`) sees `PublicInputs` only: hidden images without
-labels and a labelled sample of the PUBLIC train split. Hidden labels live in `Scorer`, which is
-used here, in the grader's process, after the worker has returned its raw outputs.
+labels and a labelled sample of the PUBLIC train split. Hidden labels live in `Scorer`.
+
+Gathering is two steps, so that it can run away from the labels (a Ray worker node, grader.executors):
+- `gather_unscored` needs no label: files, inspection, notebooks, the sandboxed evaluation; it returns
+  the evidence and every evaluated model's raw outputs (`Gathered`);
+- `score_gathered` runs where the `Scorer` is (the grader's own process, the Ray driver) and turns
+  the outputs into metrics.
+`gather` is both, one after the other.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from grader import metrics as _metrics
 from grader.confidence import confidence_score
 from grader._version import __version__
 from grader.adapt import SCREEN_SIZE, Stats
+from grader.devices import DeviceSlots
 from grader.discover import SubmissionFile, Submission, extract_models, file_sha256, list_files
 from grader.evaluate import MAX_PUBLIC_ERRORS, Limits, WorkerModel, WorkerModelResult, WorkerRequest
 from grader.evidence import (
@@ -50,8 +57,9 @@ MAX_PREDICTION_BYTES = 512 * 1024**2
 MAX_RESULT_BYTES = 1024**2  # a worker's JSON answer for one model
 # Part of the evidence cache key: bump it whenever a change here, in the worker or in the inputs
 # would give different evidence for the same files, so that cached evidence is not reused across it.
-GATHER_FORMAT = "5"  # 2: class-interleaved public sample, screened preprocessing candidates; 3: notebooks executed;
-# 4: fingerprints for similarity, public-split mistakes, training histories; 5: .tflite, confidence score
+GATHER_FORMAT = "6"  # 2: class-interleaved public sample, screened preprocessing candidates; 3: notebooks executed;
+# 4: fingerprints for similarity, public-split mistakes, training histories; 5: .tflite, confidence score;
+# 6: the evaluation's device, backend, batch size and peak memory (ModelEvidence.run)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class PublicInputs:
     hidden_sha256: str
     hidden_count: int
     public_count: int
+    class_names: tuple[str, ...] = ()  # public: the data set's classes, in label order
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,15 @@ class Scorer:
 
 
 @dataclass(frozen=True)
+class Gathered:
+    """A submission's evidence before scoring: evaluated models have status "evaluated" and no
+    metrics yet; `outputs` holds their raw hidden-set outputs, by model path (float32, n × classes)."""
+
+    evidence: Evidence
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
 class GatherOptions:
     scratch_root: Path | None = None
     device: str = "cpu"
@@ -103,6 +121,7 @@ class GatherOptions:
     zygotes: ZygotePool | None = None  # pre-imported sandboxed workers; None: a fresh worker per submission
     notebooks: NotebookContext | None = None  # set when the rubric says to execute notebooks
     expects_models: bool = True  # False: the rubric grades no model file (no "no model file" problem then)
+    device_slots: DeviceSlots | None = None  # the run's GPUs, one submission at a time per GPU (grader.devices)
 
     @property
     def runs_code(self) -> bool:
@@ -161,10 +180,12 @@ def _inspect_tflite(f: SubmissionFile, sha: str) -> ModelEvidence:
                          warnings=tuple(info.warnings))
 
 
-def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: PublicInputs, scorer: Scorer,
-              options: GatherOptions, scratch: Path) -> tuple[dict[int, ModelEvidence], list[str]]:
-    """Run the worker on the loadable models; a worker that dies costs only the model it was on."""
+def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: PublicInputs,
+              options: GatherOptions, scratch: Path) -> tuple[dict[int, ModelEvidence], dict[int, np.ndarray], list[str]]:
+    """Run the worker on the loadable models; a worker that dies costs only the model it was on.
+    Returns the models' evidence, the raw outputs of those evaluated, and problems for the submission."""
     done: dict[int, ModelEvidence] = {}
+    outputs: dict[int, np.ndarray] = {}
     problems: list[str] = []
     pending = list(range(len(models)))
     attempt = 0
@@ -173,7 +194,7 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
         out = scratch / f"run{attempt}"
         out.mkdir(parents=True)
         request = WorkerRequest(
-            models=tuple(_worker_model(i, *models[i], scorer.class_names) for i in pending),
+            models=tuple(_worker_model(i, *models[i], inputs.class_names) for i in pending),
             hidden_images=str(inputs.hidden_images), public_images=str(inputs.public_images),
             public_labels=str(inputs.public_labels), stats_mean=inputs.stats.mean, stats_std=inputs.stats.std,
             out_dir=str(out), batch_size=options.batch_size, limits=options.limits,
@@ -183,7 +204,7 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
             outcome = options.zygotes.run(request, out, timeout=timeout, cancel=options.cancel)
         else:
             outcome = run_worker(request, out, timeout=timeout, device=options.device, isolation=options.isolation,
-                                 cancel=options.cancel)
+                                 cancel=options.cancel, slots=options.device_slots)
         finished = []
         for i in pending:
             result = _read_result(out / f"result-{i}.json")
@@ -191,7 +212,9 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
                 done[i] = models[i][0].model_copy(update={"status": "error", "error": result})
                 finished.append(i)
             elif result is not None:
-                done[i] = _with_result(models[i][0], result, out, scorer, inputs)
+                done[i], raw = _with_result(models[i][0], result, out, inputs)
+                if raw is not None:
+                    outputs[i] = raw
                 finished.append(i)
         rest = [i for i in pending if i not in finished]
         if not rest:
@@ -204,7 +227,7 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
             "outcome": outcome.kind if outcome.kind != "ok" else "error"})
         problems.append(f"{models[culprit][0].path}: {why}")
         pending = rest[1:]
-    return done, problems
+    return done, outputs, problems
 
 
 def _squash(name: str) -> str:
@@ -277,15 +300,18 @@ def _public_examples(result: WorkerModelResult, inputs: PublicInputs, num_classe
     return tuple(out)
 
 
-def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path, scorer: Scorer, inputs: PublicInputs) -> ModelEvidence:
-    _, label_note = label_order(model.tflite.labels if model.tflite else None, scorer.class_names)
-    update: dict[str, object] = {"seconds": round(result.seconds, 3),
+def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path,
+                 inputs: PublicInputs) -> tuple[ModelEvidence, np.ndarray | None]:
+    """The worker's answer for one model, checked (the worker is untrusted): the evidence, unscored,
+    and the raw outputs when it was evaluated."""
+    _, label_note = label_order(model.tflite.labels if model.tflite else None, inputs.class_names)
+    update: dict[str, object] = {"seconds": round(result.seconds, 3), "run": result.run,
                                  "warnings": model.warnings + result.warnings + ((label_note,) if label_note else ())}
     if not result.ok or result.predictions is None:
         if result.error and classify(1, result.error) == "out_of_memory":
             return model.model_copy(update={**update, "status": "error", "outcome": "out_of_memory",
-                                            "error": f"{describe('out_of_memory', 1, 0)}: {result.error}"})
-        return model.model_copy(update={**update, "status": "error", "error": f"could not be evaluated: {result.error}"})
+                                            "error": f"{describe('out_of_memory', 1, 0)}: {result.error}"}), None
+        return model.model_copy(update={**update, "status": "error", "error": f"could not be evaluated: {result.error}"}), None
     path = out / Path(result.predictions).name
     try:
         if path.stat().st_size > MAX_PREDICTION_BYTES:
@@ -293,20 +319,41 @@ def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path, sco
         outputs = np.load(path, allow_pickle=False)
         if outputs.dtype.kind != "f":
             raise ValueError(f"predictions have dtype {outputs.dtype}")
+        if outputs.ndim != 2 or len(outputs) != inputs.hidden_count:
+            raise ValueError(f"predictions have shape {outputs.shape}, expected ({inputs.hidden_count}, classes)")
         outputs = outputs.astype(np.float32, copy=False)
-        metrics, note = scorer.score(outputs)
         # one byte per image; a data set of more than 256 classes is not compared by predictions
-        predicted = encode_labels(np.argmax(outputs, axis=1).astype(np.uint8)) if outputs.shape[1] <= 256 else None
+        predicted = encode_labels(np.argmax(outputs, axis=1).astype(np.uint8)) if 0 < outputs.shape[1] <= 256 else None
     except (ValueError, OSError) as exc:
-        return model.model_copy(update={**update, "status": "error", "loader": result.loader, "error": str(exc)})
+        return model.model_copy(update={**update, "status": "error", "loader": result.loader, "error": str(exc)}), None
     assert result.input_shape is not None and result.candidate is not None
     geometry, scale = result.candidate.split("/", 1)
     prep = Preprocessing(scale=scale, geometry=geometry, input_shape=result.input_shape, description=result.description or "",
                          candidates=result.candidates, public_sample_size=inputs.public_count, screening=result.screening,
                          screening_sample_size=SCREEN_SIZE if result.screening else 0)
-    return model.model_copy(update={**update, "status": "evaluated", "loader": result.loader, "metrics": metrics,
-                                    "preprocessing": prep, "output_note": note, "predicted": predicted,
-                                    "public_errors": _public_examples(result, inputs, len(scorer.class_names))})
+    return model.model_copy(update={**update, "status": "evaluated", "loader": result.loader,
+                                    "preprocessing": prep, "predicted": predicted,
+                                    "public_errors": _public_examples(result, inputs, len(inputs.class_names))}), outputs
+
+
+def score_gathered(gathered: Gathered, scorer: Scorer) -> Evidence:
+    """Metrics for every evaluated model, from its raw outputs and the hidden labels (the grader's
+    process only). A model whose outputs cannot be scored (wrong shape) gets that as its error."""
+    models = []
+    for model in gathered.evidence.models:
+        outputs = gathered.outputs.get(model.path)
+        if model.status != "evaluated" or model.metrics is not None:
+            models.append(model)
+        elif outputs is None:  # evaluated, but its outputs did not come back
+            models.append(model.model_copy(update={"status": "error", "error": "its outputs on the hidden set were lost"}))
+        else:
+            try:
+                metrics, note = scorer.score(outputs)
+            except ValueError as exc:
+                models.append(model.model_copy(update={"status": "error", "error": str(exc), "predicted": None}))
+                continue
+            models.append(model.model_copy(update={"metrics": metrics, "output_note": note}))
+    return gathered.evidence.model_copy(update={"models": tuple(models)})
 
 
 def _execute_notebooks(submission: Submission, files: list[SubmissionFile], static: list[NotebookEvidence],
@@ -336,7 +383,13 @@ def with_fingerprints(nb: NotebookEvidence) -> NotebookEvidence:
 
 
 def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options: GatherOptions, content_hash: str = "") -> Evidence:
-    """All evidence about one submission. Never raises for a bad submission: failures are evidence."""
+    """All evidence about one submission, scored. Never raises for a bad submission: failures are evidence."""
+    return score_gathered(gather_unscored(submission, inputs, options, content_hash), scorer)
+
+
+def gather_unscored(submission: Submission, inputs: PublicInputs, options: GatherOptions, content_hash: str = "") -> Gathered:
+    """All evidence about one submission, without the hidden labels: evaluated models carry raw
+    outputs, not metrics (`score_gathered` adds them). Never raises for a bad submission."""
     start = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix=f"grader-{submission.student[:20]}-", dir=options.scratch_root))
     errors: list[str] = []
@@ -364,23 +417,25 @@ def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options
         inspected = [(_inspect(f, calls, options), f) for f in model_files]
         inspected += [(_inspect(f, calls, options).model_copy(update={"produced_by": nb}), f) for f, nb in produced]
         loadable = [(m, f) for m, f in inspected if m.status == "inspected"]
-        evaluated, problems = _evaluate(loadable, inputs, scorer, options, scratch / "work") if loadable else ({}, [])
+        evaluated, raw, problems = _evaluate(loadable, inputs, options, scratch / "work") if loadable else ({}, {}, [])
         errors += problems
         by_label = {loadable[i][0].path: m for i, m in evaluated.items()}
+        outputs = {loadable[i][0].path: a for i, a in raw.items()}
         models = tuple(by_label.get(m.path, m) for m, _ in inspected)
         if not model_files and not produced and options.expects_models:
             errors.append("no model file (.h5, .hdf5, .keras, .tflite, or inside a .zip) in the submission")
-        return Evidence(
+        return Gathered(Evidence(
             student=submission.student, status="gathered", files=tuple(f.info() for f in every), models=models,
             notebooks=tuple(notebooks), kaggle=kaggle, errors=tuple(errors), dataset=inputs.dataset,
             content_hash=content_hash, grader_version=__version__, sandboxed=options.isolation == "bwrap",
             seconds=round(time.perf_counter() - start, 3),
-        )
+        ), outputs)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the class
-        return Evidence(student=submission.student, status="failed", errors=tuple(errors) + (f"grader error: {type(exc).__name__}: {exc}",),
-                        dataset=inputs.dataset, content_hash=content_hash, grader_version=__version__,
-                        seconds=round(time.perf_counter() - start, 3))
+        return Gathered(Evidence(student=submission.student, status="failed",
+                                 errors=tuple(errors) + (f"grader error: {type(exc).__name__}: {exc}",),
+                                 dataset=inputs.dataset, content_hash=content_hash, grader_version=__version__,
+                                 seconds=round(time.perf_counter() - start, 3)))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -178,7 +178,7 @@ def execute_notebook(notebook: Path, label: str, submission_root: Path, scratch:
         kernel_env=kernel_env, limits=ctx.limits,
     )
     (job / "request.json").write_text(request.model_dump_json())
-    env = {**_env(home_in, "cpu"), **kernel_env, "PYTHONPATH": "/grader-lib" if sandboxed else _grader_path()}
+    env = {**_env(home_in), **kernel_env, "PYTHONPATH": "/grader-lib" if sandboxed else _grader_path()}
     if sandboxed:
         args = [*bwrap_base(None, env), "--tmpfs", "/tmp", "--bind", str(content), "/content", "--bind", str(home), "/home/student",
                 "--bind", str(out), "/out", "--ro-bind", str(job), "/job"]

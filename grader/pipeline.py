@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +24,12 @@ from grader import datasets
 from grader._version import __version__
 from grader.adapt import Stats
 from grader.cache import EvidenceCache, cache_key
+from grader.devices import DeviceSlots, choose_gpus, device_name
 from grader.discover import Submission, content_hash, discover, list_files
 from grader.errors import GraderError
 from grader.evidence import CompetitionEvidence, Evidence
-from grader.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather, with_fingerprints
+from grader.executors import LocalExecutor, RayExecutor, RaySession
+from grader.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather_unscored, score_gathered, with_fingerprints
 from grader.judge import expects_models, judge
 from grader.competition import MAX_BYTES as MAX_PREDICTION_BYTES
 from grader.competition import CompetitionError, Ledger, deselect, select, submit
@@ -56,13 +58,8 @@ class GradeOutcome:
 
 
 def _device(requested: str) -> str:
-    if requested == "cpu":
-        return "cpu"
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    has_gpu = Path("/dev/nvidia0").exists() and visible != "-1"
-    if requested == "gpu" and not has_gpu:
-        raise GraderError("--device gpu: no GPU is visible on this machine", hint="use --device auto or cpu")
-    return "gpu" if has_gpu else "cpu"
+    """Where this machine evaluates for --device `requested`: "cpu", "gpu:0", "gpu:0,1" (grader.devices)."""
+    return device_name(choose_gpus(requested))
 
 
 def _public_sample(images: np.ndarray, labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,13 +128,13 @@ def _prepare_images(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[
     sample_x, sample_y = _public_sample(public.images, public.labels, settings.public_sample)
     scaled = public.images.astype(np.float32) / 255.0
     inputs = _write_inputs(rubric, scratch, hidden.images, sample_x, sample_y,
-                           Stats(mean=float(scaled.mean()), std=float(scaled.std())), hidden.info.sha256)
+                           Stats(mean=float(scaled.mean()), std=float(scaled.std())), hidden.info.sha256, tuple(names))
     scorer = Scorer(labels=hidden.labels.astype(np.int64), class_names=tuple(names), ids=tuple(hidden.info.files))
     return inputs, scorer, FoundSplit(hidden_dir, "image folder"), FoundSplit(public_dir, "image folder")
 
 
 def _write_inputs(rubric: Rubric, scratch: Path, hidden_x: np.ndarray, sample_x: np.ndarray, sample_y: np.ndarray,
-                  stats: Stats, sha256: str) -> PublicInputs:
+                  stats: Stats, sha256: str, class_names: tuple[str, ...]) -> PublicInputs:
     scratch.mkdir(parents=True, exist_ok=True)
     paths = {name: scratch / f"{name}.npy" for name in ("hidden_images", "public_images", "public_labels")}
     np.save(paths["hidden_images"], hidden_x, allow_pickle=False)
@@ -146,6 +143,7 @@ def _write_inputs(rubric: Rubric, scratch: Path, hidden_x: np.ndarray, sample_x:
     return PublicInputs(
         hidden_images=paths["hidden_images"], public_images=paths["public_images"], public_labels=paths["public_labels"],
         stats=stats, dataset=rubric.dataset, hidden_sha256=sha256, hidden_count=len(hidden_x), public_count=len(sample_x),
+        class_names=tuple(class_names),
     )
 
 
@@ -164,7 +162,7 @@ def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[P
     sample_x, sample_y = _public_sample(public_x, public_y, settings.public_sample)
     scaled = public_x.astype(np.float32) / 255.0
     stats = Stats(mean=float(scaled.mean()), std=float(scaled.std()))
-    inputs = _write_inputs(rubric, scratch, hidden_x, sample_x, sample_y, stats, hidden_files.sha256)
+    inputs = _write_inputs(rubric, scratch, hidden_x, sample_x, sample_y, stats, hidden_files.sha256, tuple(spec.class_names))
     return (inputs, Scorer(labels=hidden_y, class_names=tuple(spec.class_names)),
             FoundSplit(hidden_files.directory, hidden_files.source, hidden_files),
             FoundSplit(public_files.directory, public_files.source, public_files))
@@ -209,7 +207,8 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
     submissions = discover(path, list(settings.only) or None, single=settings.single)
     if not submissions:
         raise GraderError(f"{path}: no submissions found", hint="the folder should hold one sub-folder per student")
-    device = _device(settings.device)
+    ray_session = RaySession.start(settings) if settings.executor == "ray" else None
+    device = ray_session.device(settings.device) if ray_session is not None else _device(settings.device)
     scratch = Path(tempfile.mkdtemp(prefix="grader-run-"))
     zygotes: ZygotePool | None = None
     bundle_note = ""
@@ -224,17 +223,17 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         cache = EvidenceCache(out / ".evidence" if settings.cache else None)
         cancel = threading.Event()
         isolation = detect_isolation(settings.sandbox)
-        if device == "gpu" and isolation.kind == "bwrap":  # no device nodes inside the sandbox yet (issue 7)
-            if settings.device == "gpu":
-                raise GraderError("--device gpu: the sandbox does not pass the GPU through yet",
-                                  hint="use --device cpu, or --sandbox none --device gpu on a machine you trust the models on")
-            device = "cpu"
+        # The run's GPUs, each given to `gpu_share` evaluations at a time (a sandbox gets its GPU's device
+        # nodes, grader.devices); with Ray, each node's own (grader.executors).
+        slots = DeviceSlots.for_device(device, per_gpu=settings.gpu_share) if ray_session is None else DeviceSlots()
         # No address-space limit on a GPU: the CUDA driver maps the device's memory into the process's
-        # address space, and any RLIMIT_AS a model could live with makes it fail with MemoryError.
-        limits = Limits(memory_bytes=None if device == "gpu" else int(settings.memory_limit_gb * 1024**3),
-                        cpu_seconds=int(settings.timeout_per_model * (os.cpu_count() or 1)) + 60)
-        zygotes = (ZygotePool(inputs.hidden_images.parent, scratch / "slots", device)
-                   if isolation.kind == "bwrap" and settings.zygote else None)
+        # address space, and any RLIMIT_AS a model could live with makes it fail with MemoryError. The
+        # GPU's memory is capped instead, per submission.
+        limits = Limits(memory_bytes=None if device != "cpu" else int(settings.memory_limit_gb * 1024**3),
+                        cpu_seconds=int(settings.timeout_per_model * (os.cpu_count() or 1)) + 60,
+                        gpu_memory_fraction=settings.gpu_fraction() if device != "cpu" else None)
+        zygotes = (ZygotePool(inputs.hidden_images.parent, scratch / "slots", device, slots)
+                   if isolation.kind == "bwrap" and settings.zygote and ray_session is None else None)
         notebooks = None
         if rubric.notebooks.execute:
             assert public_files.files is not None  # the rubric refuses notebooks.execute with an image folder
@@ -245,40 +244,39 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         options = GatherOptions(cancel=cancel, notebooks=notebooks, scratch_root=scratch, device=device, timeout_per_model=settings.timeout_per_model,
                                 isolation=isolation.kind, limits=limits, allow_unsandboxed_code=settings.allow_unsandboxed_code,
                                 zygotes=zygotes, expects_models=expects_models(rubric),
-                                batch_size=settings.batch_size,
+                                batch_size=settings.batch_size, device_slots=slots,
                                 reference_weights=_reference_dir(settings, hidden_files.directory))
         settings_key = (f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}|{GATHER_FORMAT}|"
-                        f"{options.runs_code}|{settings.memory_limit_gb}|{os.environ.get('KERAS_BACKEND', 'tensorflow')}|{device}|"
+                        f"{options.runs_code}|{settings.memory_limit_gb}|{os.environ.get('KERAS_BACKEND', 'tensorflow')}|{device.split(':')[0]}|"
                         f"{rubric.notebooks.model_dump_json() if rubric.notebooks.execute else 'static'}|"
                         f"{rubric.images.model_dump_json() if rubric.images else 'idx'}|{options.expects_models}")
         evidences: list[Evidence] = []
         counts = {"cached": 0, "gathered": 0}
-
-        def one(sub: Submission) -> Evidence:
-            files, _ = list_files(sub)
-            digest = content_hash(files)
-            key = cache_key(digest, settings_key)
-            hit = cache.get(sub.student, key)
-            if hit is not None:
-                counts["cached"] += 1
-                return hit
-            notify("start", sub.student, len(evidences), len(submissions))
-            evidence = gather(sub, inputs, scorer, options, content_hash=digest)
-            cache.put(sub.student, key, evidence)
-            counts["gathered"] += 1
-            return evidence
-
-        pool = ThreadPoolExecutor(max_workers=settings.jobs)
-        try:
-            futures = {pool.submit(one, sub): sub for sub in submissions}
-            for future in as_completed(futures):
-                evidences.append(future.result())
-                notify("done", futures[future].student, len(evidences), len(submissions))
-        except BaseException:
-            cancel.set()  # running workers are killed; finished evidence is already in the cache
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+        keys: dict[str, str] = {}
+        todo: list[tuple[Submission, str]] = []
+        for sub, digest in _content_hashes(submissions, settings.jobs):
+            keys[sub.student] = cache_key(digest, settings_key)
+            hit = cache.get(sub.student, keys[sub.student])
+            if hit is None:
+                todo.append((sub, digest))
+                continue
+            evidences.append(hit)
+            counts["cached"] += 1
+            notify("done", sub.student, len(evidences), len(submissions))
+        if ray_session is not None:
+            executor: LocalExecutor | RayExecutor = ray_session.executor(
+                inputs, device, isolation.kind, options, rubric.notebooks if rubric.notebooks.execute else None)
+        else:
+            executor = LocalExecutor(settings.jobs, lambda sub, digest: gather_unscored(sub, inputs, options, content_hash=digest), cancel)
+        # each submission is scored here (the hidden labels never leave this process) and cached as
+        # soon as it is done: a crash or Ctrl-C loses only the submissions still running
+        for done in executor.run(todo, lambda sub: notify("start", sub.student, len(evidences), len(submissions))):
+            evidence = score_gathered(done.gathered, scorer)
+            if not done.lost:  # a submission the cluster lost is tried again by the next run
+                cache.put(done.submission.student, keys[done.submission.student], evidence)
+                counts["gathered"] += 1
+            evidences.append(evidence)
+            notify("done", done.submission.student, len(evidences), len(submissions))
         run = RunInfo(
             grader_version=__version__, started=started, rubric_path=rubric.path, dataset=rubric.dataset,
             hidden_source=bundle_note or f"{hidden_files.source}: {hidden_files.directory}", hidden_sha256=inputs.hidden_sha256,
@@ -295,7 +293,20 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
     finally:
         if zygotes is not None:
             zygotes.close()
+        if ray_session is not None:
+            ray_session.close()
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _content_hashes(submissions: list[Submission], jobs: int) -> list[tuple[Submission, str]]:
+    """Each submission with the sha256 of its files (its identity for the evidence cache), hashed in
+    `jobs` threads (hashlib lets go of the GIL)."""
+    def one(sub: Submission) -> tuple[Submission, str]:
+        files, _ = list_files(sub)
+        return sub, content_hash(files)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, submissions))
 
 
 def _competition(rubric: Rubric, submissions: list[Submission], evidences: list[Evidence], scorer: Scorer,

@@ -8,7 +8,9 @@ Isolation (`detect_isolation`):
   ``/inputs`` and its own scratch folder at ``/out`` (the only writable place besides an empty
   ``/tmp``). It does not see the user's home, the hidden-test folder, the other submissions or the
   report folder, has no network, no capabilities, and a seccomp filter refuses fork/vfork/clone of
-  new processes (threads are allowed), ptrace and cross-process memory access.
+  new processes (threads are allowed), ptrace and cross-process memory access. On a GPU it also
+  gets that GPU's device node and the NVIDIA driver's control nodes, nothing else of /dev
+  (grader.devices, docs/gpu.md).
 - ``none``: a plain subprocess, same interface, with the same resource limits but without any of the
   above; every report then says "not sandboxed" and models that carry code are not run.
 
@@ -31,10 +33,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from grader._frozen import Frozen
+from grader.devices import DeviceSlots, Gpu, cuda_env, device_binds
 from grader.evaluate import WorkerRequest
 
 Isolation = Literal["bwrap", "none"]
@@ -77,7 +81,7 @@ def detect_isolation(want: Literal["auto", "bwrap", "none"] = "auto") -> Isolati
     """Which isolation this machine gives. `auto`: bubblewrap when it works, else none (loudly)."""
     if want == "none":
         return IsolationInfo(kind="none", note=NOT_SANDBOXED_NOTE, detail="--sandbox none was given")
-    problem = _bwrap_problem()
+    problem = bwrap_problem()
     if problem is None:
         return IsolationInfo(kind="bwrap", note=SANDBOXED_NOTE)
     if want == "bwrap":
@@ -89,7 +93,8 @@ def detect_isolation(want: Literal["auto", "bwrap", "none"] = "auto") -> Isolati
     return IsolationInfo(kind="none", note=f"{NOT_SANDBOXED_NOTE} ({problem})", detail=problem)
 
 
-def _bwrap_problem() -> str | None:
+def bwrap_problem() -> str | None:
+    """Why bubblewrap cannot sandbox here, or None when it can (a real probe: namespaces, a Python)."""
     exe = shutil.which("bwrap")
     if exe is None:
         return "bwrap is not installed"
@@ -148,13 +153,27 @@ def _safe_name(index: int, path: str) -> str:
     return f"{index}-{keep or 'model'}"
 
 
-def bwrap_base(inputs_dir: Path | None, env: dict[str, str]) -> list[str]:
+def _library_binds() -> list[str]:
+    """Folders of LD_LIBRARY_PATH outside the system and Python binds, read-only: where a machine
+    keeps its CUDA libraries when they are not under /usr (an HPC module, /opt/cuda/lib64)."""
+    bound = [Path("/") / name for name in ("usr", "lib", "lib64", "lib32", "bin", "sbin")] + _python_roots()
+    args: list[str] = []
+    for entry in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
+        path = Path(entry).resolve() if entry else None
+        if path is not None and path.is_dir() and not any(path.is_relative_to(b) for b in bound) and str(path) not in args:
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def bwrap_base(inputs_dir: Path | None, env: dict[str, str], gpus: Sequence[Gpu] = (), dev: Path = Path("/dev")) -> list[str]:
     """The bwrap options every sandbox shares: new namespaces, no capabilities, the read-only system,
     Python, grader package (at /grader-lib, found through PYTHONPATH whether installed editable or
     not) and unlabelled inputs (at /inputs; none for a notebook), and exactly `env` as the
-    environment. The caller adds its writable folder and the program."""
+    environment. With `gpus`, their device nodes in `dev` (grader.devices.device_binds: nothing
+    else of /dev) and the CUDA libraries named by LD_LIBRARY_PATH. The caller adds its writable
+    folder and the program."""
     args = ["bwrap", *_system_binds(), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--proc", "/proc", "--dev", "/dev",
+            "--proc", "/proc", "--dev", "/dev", *device_binds(gpus, dev), *(_library_binds() if gpus else []),
             "--ro-bind", str(Path(__file__).resolve().parent), "/grader-lib/grader", "--clearenv"]
     if inputs_dir is not None:
         args += ["--ro-bind", str(inputs_dir), "/inputs"]
@@ -181,10 +200,16 @@ def inner_request(request: WorkerRequest, model_paths: list[str], out_dir: str) 
     })
 
 
-def _bwrap_command(request: WorkerRequest, scratch: Path, device: str) -> tuple[list[str], WorkerRequest]:
+def placed(request: WorkerRequest, gpu: Gpu | None) -> WorkerRequest:
+    """`request` told which device its worker was given (the worker records it, grader.backends)."""
+    return request.model_copy(update={"device": gpu.device if gpu is not None else "cpu"})
+
+
+def _bwrap_command(request: WorkerRequest, scratch: Path, gpu: Gpu | None,
+                   dev: Path = Path("/dev")) -> tuple[list[str], WorkerRequest]:
     """A one-off sandbox for one request: the bwrap command line (without the program to run), and the
     request rewritten to the paths the worker sees inside."""
-    args = bwrap_base(inputs_dir_of(request), _env("/out", device))
+    args = bwrap_base(inputs_dir_of(request), _env("/out", gpu), (gpu,) if gpu is not None else (), dev)
     args += ["--tmpfs", "/tmp", "--dir", "/models", "--bind", str(scratch), "/out", "--chdir", "/out"]
     inside = [f"/models/{_safe_name(m.index, m.path)}" for m in request.models]
     for m, path in zip(request.models, inside, strict=True):
@@ -192,8 +217,9 @@ def _bwrap_command(request: WorkerRequest, scratch: Path, device: str) -> tuple[
     return args, inner_request(request, inside, "/out")
 
 
-def _env(home: str, device: str) -> dict[str, str]:
-    """The worker's whole environment: nothing else of the grader's (tokens, GITHUB_* secrets) is passed."""
+def _env(home: str, gpu: Gpu | None = None) -> dict[str, str]:
+    """The worker's whole environment: nothing else of the grader's (tokens, GITHUB_* secrets) is passed.
+    It sees `gpu` and no other (None: no GPU)."""
     inside = home == "/out"
     env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
     env.update(HOME=home, TMPDIR="/tmp" if inside else home, TF_CPP_MIN_LOG_LEVEL="3", KERAS_HOME=f"{home}/.keras",
@@ -203,11 +229,7 @@ def _env(home: str, device: str) -> dict[str, str]:
         env["PYTHONPATH"] = "/grader-lib"
     elif "PYTHONPATH" in os.environ:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    if device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = "-1"
-    else:  # take GPU memory as needed, so that --jobs workers can share the device
-        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    env.update(cuda_env(gpu, sandboxed=inside))
     return env
 
 
@@ -287,13 +309,24 @@ def seccomp_program(machine: str | None = None, *, allow_processes: bool = False
 
 
 def run_worker(request: WorkerRequest, scratch: Path, *, timeout: float, device: str = "cpu",
-               isolation: Isolation = "none", cancel: threading.Event | None = None) -> WorkerOutcome:
-    """Run `grader.evaluate` on `request` and wait at most `timeout` seconds (or until `cancel` is set)."""
+               isolation: Isolation = "none", cancel: threading.Event | None = None,
+               slots: DeviceSlots | None = None) -> WorkerOutcome:
+    """Run `grader.evaluate` on `request` and wait at most `timeout` seconds (or until `cancel` is set).
+    On a GPU from `slots` (the run's, shared by its threads: it waits for a free one, and the wait is
+    not part of `timeout`); without slots, on `device` ("cpu", "gpu:N"), not shared with anyone."""
+    with (slots if slots is not None else DeviceSlots.for_device(device)).hold(cancel) as gpu:
+        return run_worker_on(request, scratch, gpu, timeout=timeout, isolation=isolation, cancel=cancel)
+
+
+def run_worker_on(request: WorkerRequest, scratch: Path, gpu: Gpu | None, *, timeout: float,
+                  isolation: Isolation = "none", cancel: threading.Event | None = None) -> WorkerOutcome:
+    """`run_worker` on `gpu` (None: the CPU), which the caller holds."""
     scratch.mkdir(parents=True, exist_ok=True)
+    request = placed(request, gpu)
     request_path = scratch / "request.json"
     log_path = scratch.parent / f"{scratch.name}.log"  # outside the worker's writable folder
     if isolation == "bwrap":
-        prefix, inner = _bwrap_command(request, scratch, device)
+        prefix, inner = _bwrap_command(request, scratch, gpu)
         request_path.write_text(inner.model_dump_json())
         command = [*prefix, sys.executable, "-s", "-m", "grader.evaluate", "/out/request.json"]
         env = {"PATH": os.environ.get("PATH", _SANDBOX_PATH)}  # for bwrap itself; the worker's is set inside
@@ -301,7 +334,7 @@ def run_worker(request: WorkerRequest, scratch: Path, *, timeout: float, device:
                              seccomp=seccomp_program())
     request_path.write_text(request.model_dump_json())
     command = [sys.executable, "-m", "grader.evaluate", str(request_path)]
-    return run_sandboxed(command, scratch, _env(str(scratch), device), log_path, timeout=timeout, cancel=cancel)
+    return run_sandboxed(command, scratch, _env(str(scratch), gpu), log_path, timeout=timeout, cancel=cancel)
 
 
 def run_sandboxed(command: list[str], cwd: Path, env: dict[str, str], log_path: Path, *, timeout: float,

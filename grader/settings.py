@@ -7,7 +7,9 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from grader.devices import DEFAULT_GPU_MEMORY_FRACTION, parse_device
 
 
 class Settings(BaseModel):
@@ -17,7 +19,9 @@ class Settings(BaseModel):
 
     out: Path | None = None  # default: reports/<assignment>/
     jobs: int = Field(default=1, ge=1)
-    device: Literal["auto", "cpu", "gpu"] = "auto"
+    device: str = "auto"  # auto, cpu, gpu or gpu:N (grader.devices.parse_device)
+    gpu_share: int = Field(default=1, ge=1)  # submissions evaluated at once on one GPU
+    gpu_memory_fraction: float | None = Field(default=None, gt=0, le=1)  # of a GPU per submission; None: 0.9 / gpu_share
     hidden_tests: Path | None = None
     public_data: Path | None = None  # where the PUBLIC train split is; default: found like the hidden set
     only: tuple[str, ...] = ()
@@ -36,6 +40,17 @@ class Settings(BaseModel):
     project_root: Path = Path(".")
     report_strings: Path | None = None  # a translation of grader/report/strings/en.yaml
     ledger: Path | None = None  # the competition's ledger; default <out>/competition-ledger.jsonl
+    executor: Literal["local", "ray"] = "local"  # where submissions are gathered (grader.executors)
+    ray_address: str | None = None  # "auto" or HOST:PORT of a running Ray cluster; None: start one here with `jobs` CPUs
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return parse_device(value)
+
+    def gpu_fraction(self) -> float:
+        """The share of a GPU's memory that one submission may take."""
+        return self.gpu_memory_fraction or DEFAULT_GPU_MEMORY_FRACTION / self.gpu_share
 
 
 def project_defaults(start: Path) -> dict[str, object]:

@@ -36,9 +36,10 @@ import threading
 import time
 from pathlib import Path
 
+from grader.devices import DeviceSlots, Gpu
 from grader.evaluate import WorkerRequest
 from grader.sandbox import (
-    WorkerOutcome, _env, _safe_name, bwrap_base, classify, describe, inner_request, log_tail, run_worker,
+    WorkerOutcome, _env, _safe_name, bwrap_base, classify, describe, inner_request, log_tail, placed, run_worker_on,
     seccomp_program,
 )
 
@@ -122,19 +123,29 @@ def serve() -> None:
 
 
 class Zygote:
-    """One zygote sandbox (one job slot). Not thread-safe: a pool hands each one to one thread."""
+    """One zygote sandbox (one job slot) on one device: `gpu`, whose node alone is bound into it, or
+    the CPU (None). Not thread-safe: a pool hands each one to one thread.
 
-    def __init__(self, inputs_dir: Path, slot: Path, device: str) -> None:
-        self.inputs_dir, self.slot, self.device = inputs_dir, slot, device
+    The zygote imports the libraries but never touches the device (importing TensorFlow, torch or
+    JAX does not initialise CUDA, and CUDA does not survive a fork once initialised): each forked
+    child initialises it, after capping its memory (grader.backends)."""
+
+    def __init__(self, inputs_dir: Path, slot: Path, gpu: Gpu | None = None, dev: Path = Path("/dev")) -> None:
+        self.inputs_dir, self.slot, self.gpu, self.dev = inputs_dir, slot, gpu, dev
         self.proc: subprocess.Popen[str] | None = None
+
+    def command(self) -> list[str]:
+        """The bwrap command line of this zygote's sandbox and the program in it."""
+        env = {**_env("/out", self.gpu), "HOME": "/slot", "KERAS_HOME": "/slot/.keras", "TMPDIR": "/slot",
+               "MPLCONFIGDIR": "/slot"}
+        args = [*bwrap_base(self.inputs_dir, env, (self.gpu,) if self.gpu is not None else (), self.dev),
+                "--bind", str(self.slot), "/slot", "--chdir", "/slot", "--remount-ro", "/"]
+        return [*args, sys.executable, "-s", "-m", "grader.zygote"]
 
     def _start(self) -> None:
         self.slot.mkdir(parents=True, exist_ok=True)
-        env = {**_env("/out", self.device), "HOME": "/slot", "KERAS_HOME": "/slot/.keras", "TMPDIR": "/slot",
-               "MPLCONFIGDIR": "/slot"}
-        args = [*bwrap_base(self.inputs_dir, env), "--bind", str(self.slot), "/slot", "--chdir", "/slot", "--remount-ro", "/"]
         log = open(self.slot.parent / f"{self.slot.name}-zygote.log", "ab")  # noqa: SIM115 - lives as long as the zygote
-        self.proc = subprocess.Popen([*args, sys.executable, "-s", "-m", "grader.zygote"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
                                      env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
         log.close()
@@ -175,7 +186,7 @@ class Zygote:
             target = folder / "models" / _safe_name(m.index, m.path)
             shutil.copyfile(m.path, target)
             inside.append(f"/slot/{name}/models/{target.name}")
-        inner = inner_request(request, inside, f"/slot/{name}/out")
+        inner = placed(inner_request(request, inside, f"/slot/{name}/out"), self.gpu)
         (folder / "request.json").write_text(inner.model_dump_json())
         start = time.perf_counter()
         kind = None
@@ -218,32 +229,38 @@ def _returncode(line: str | None) -> int | None:
 
 
 class ZygotePool:
-    """One zygote per concurrent caller, started on first use and reused; closed with the run."""
+    """One zygote per concurrent caller and device, started on first use and reused; closed with the run.
+    Evaluations wait for a device from `slots` (by default one submission per GPU at a time; the
+    run's slots when given, so that the one-off sandboxes of grader.sandbox.run_worker share them)."""
 
-    def __init__(self, inputs_dir: Path, root: Path, device: str) -> None:
-        self.inputs_dir, self.root, self.device = inputs_dir, root, device
-        self._free: list[Zygote] = []
+    def __init__(self, inputs_dir: Path, root: Path, device: str = "cpu", slots: DeviceSlots | None = None) -> None:
+        self.inputs_dir, self.root = inputs_dir, root
+        self.slots = slots if slots is not None else DeviceSlots.for_device(device)
+        self._free: dict[int | None, list[Zygote]] = {}  # idle zygotes by GPU number (None: the CPU)
         self._all: list[Zygote] = []
         self._lock = threading.Lock()
         self.broken = False  # set when a zygote fails to start; then every submission gets a fresh sandbox
 
     def run(self, request: WorkerRequest, scratch: Path, *, timeout: float,
             cancel: threading.Event | None = None) -> WorkerOutcome:
-        with self._lock:
-            zygote = self._free.pop() if self._free else None
-            if zygote is None:
-                zygote = Zygote(self.inputs_dir, self.root / f"slot{len(self._all)}", self.device)
-                self._all.append(zygote)
-        try:
-            if not self.broken:
-                try:
-                    return zygote.run(request, scratch, timeout=timeout, cancel=cancel)
-                except RuntimeError:  # the zygote could not start: a fresh sandbox per submission still works
-                    self.broken = True
-            return run_worker(request, scratch, timeout=timeout, device=self.device, isolation="bwrap", cancel=cancel)
-        finally:
+        with self.slots.hold(cancel) as gpu:
+            key = gpu.index if gpu is not None else None
             with self._lock:
-                self._free.append(zygote)
+                free = self._free.setdefault(key, [])
+                zygote = free.pop() if free else None
+                if zygote is None:
+                    zygote = Zygote(self.inputs_dir, self.root / f"slot{len(self._all)}", gpu)
+                    self._all.append(zygote)
+            try:
+                if not self.broken:
+                    try:
+                        return zygote.run(request, scratch, timeout=timeout, cancel=cancel)
+                    except RuntimeError:  # the zygote could not start: a fresh sandbox per submission still works
+                        self.broken = True
+                return run_worker_on(request, scratch, gpu, timeout=timeout, isolation="bwrap", cancel=cancel)
+            finally:
+                with self._lock:
+                    self._free[key].append(zygote)
 
     def close(self) -> None:
         for zygote in self._all:

@@ -145,3 +145,22 @@ def test_documented_results_schema_is_current() -> None:
         "regenerate docs/results.schema.json: python -c \"import json; from grader.results import Results; "
         "print(json.dumps(Results.model_json_schema(), indent=1, sort_keys=True))\" > docs/results.schema.json"
     )
+
+
+def test_the_teacher_s_page_shows_where_and_how_each_model_was_evaluated(tmp_path: Path) -> None:
+    from grader.evidence import EvaluationRun
+
+    rubric = load_rubric(ROOT / "rubrics" / "hw10.yaml")
+    gpu = EvaluationRun(device="gpu:1", device_name="NVIDIA H200", backend="jax", batch_size=64, batch_halvings=2,
+                        seconds=3.214, peak_memory_bytes=5 * 1024**3)
+    cpu = EvaluationRun(device="cpu", backend="tensorflow", batch_size=256, seconds=41.0, peak_memory_bytes=1536 * 1024**2)
+    a = model("vgg.keras", arch(*CNN), 0.9).model_copy(update={"run": gpu})
+    b = model("cnn.keras", arch(*CNN), 0.8).model_copy(update={"run": cpu})
+    write_reports(judge(rubric, [evidence(a, b, student="alice")], run=RUN), tmp_path, ["html", "json"])
+    teacher = (tmp_path / "students" / "alice.html").read_text()
+    assert ("hidden set on gpu:1 (NVIDIA H200) with jax, batches of 64: 3.21 s · batch halved 2× after the device ran "
+            "out of memory · peak GPU memory 5120 MB") in teacher
+    assert "hidden set on cpu with tensorflow, batches of 256: 41.0 s · peak memory of the evaluating process 1536 MB" in teacher
+    assert "hidden set on" not in (tmp_path / "feedback" / "alice.html").read_text()  # the student's page: not theirs to see
+    saved = Results.model_validate_json((tmp_path / "results.json").read_text())
+    assert saved.students[0].evidence.models[0].run == gpu

@@ -318,7 +318,7 @@ def test_fits_the_workers_keras_interface() -> None:
 
     model = TFLiteModel(fixture("float"))
     images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)
-    y = _predict(model, images, model.input_shape, adapt.Candidate("resize", "unit"), adapt.Stats(0.3, 0.3), batch_size=4)
+    y = _predict(model, images, model.input_shape, adapt.Candidate("resize", "unit"), adapt.Stats(0.3, 0.3), batch=4)
     assert y.shape == (7, 5) and np.allclose(y.sum(axis=1), 1.0, atol=1e-4)
 
 
