@@ -5,10 +5,10 @@ prints submissions per minute and the ratio to the local executor at --jobs 1 me
 
     python bench/cluster.py [--students 8] [--max-jobs 2] [--data DIR]
 
-Ray's figures include starting the local Ray (printed separately: it is paid once per run) and a
-fresh sandboxed Python per submission: a Ray task does not use the local executor's zygote (its
-pre-imported TensorFlow), so on one machine Ray is expected to be slower per submission; it pays off
-when there are more machines than one (docs/cluster.md).
+Ray's figures include starting the local Ray (printed separately: it is paid once per run), starting
+each node's zygote actor (the pre-imported TensorFlow that tasks fork their evaluations from), and
+packing and unpacking every submission; on one machine Ray is expected to be slower than the local
+executor; it pays off when there is more than one machine (docs/cluster.md).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -50,8 +51,7 @@ from grader.notebook_exec import NotebookContext, execute_notebook
 from grader.notebooks import matches_globs, read_notebook
 from grader.precheck import precheck
 from grader.pretrained import decide_pretrained
-from grader.sandbox import Isolation, classify, describe, run_worker
-from grader.zygote import ZygotePool
+from grader.sandbox import Isolation, WorkerOutcome, classify, describe, run_worker
 
 MAX_PREDICTION_BYTES = 512 * 1024**2
 MAX_RESULT_BYTES = 1024**2  # a worker's JSON answer for one model
@@ -107,6 +107,13 @@ class Gathered:
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
+class WorkerPool(Protocol):
+    """Pre-imported sandboxed workers: grader.zygote.ZygotePool, or a Ray node's (grader.executors.RemoteZygotes)."""
+
+    def run(self, request: WorkerRequest, scratch: Path, *, timeout: float,
+            cancel: threading.Event | None = None) -> WorkerOutcome: ...
+
+
 @dataclass(frozen=True)
 class GatherOptions:
     scratch_root: Path | None = None
@@ -118,7 +125,7 @@ class GatherOptions:
     isolation: Isolation = "none"
     limits: Limits = Limits()
     allow_unsandboxed_code: bool = False  # run Lambda/custom layers even without a sandbox (teacher's choice)
-    zygotes: ZygotePool | None = None  # pre-imported sandboxed workers; None: a fresh worker per submission
+    zygotes: WorkerPool | None = None  # pre-imported sandboxed workers; None: a fresh worker per submission
     notebooks: NotebookContext | None = None  # set when the rubric says to execute notebooks
     expects_models: bool = True  # False: the rubric grades no model file (no "no model file" problem then)
     device_slots: DeviceSlots | None = None  # the run's GPUs, one submission at a time per GPU (grader.devices)

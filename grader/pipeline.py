@@ -265,7 +265,8 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
             notify("done", sub.student, len(evidences), len(submissions))
         if ray_session is not None:
             executor: LocalExecutor | RayExecutor = ray_session.executor(
-                inputs, device, isolation.kind, options, rubric.notebooks if rubric.notebooks.execute else None)
+                inputs, device, isolation.kind, options, rubric.notebooks if rubric.notebooks.execute else None,
+                zygote=settings.zygote)
         else:
             executor = LocalExecutor(settings.jobs, lambda sub, digest: gather_unscored(sub, inputs, options, content_hash=digest), cancel)
         # each submission is scored here (the hidden labels never leave this process) and cached as
