@@ -107,6 +107,64 @@ def test_cli_refuses_a_ray_address_without_the_ray_executor_and_a_cluster_that_i
         assert expected in err.getvalue() and "Traceback" not in err.getvalue()
 
 
+def _ray_processes() -> list[str]:
+    """This machine's Ray processes and grader zygotes (one grading at a time runs here)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith("ray::") or "grader.zygote" in cmdline or "/raylet" in cmdline or "gcs_server" in cmdline:
+                found.append(f"{proc.name} {cmdline[:80]}")
+    return found
+
+
+# before the module's Ray is started, so that its processes are not counted
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to find Ray's processes")
+def test_ctrl_c_on_ray_keeps_what_is_done_and_leaves_no_process(fmnist_dir: Path, tmp_path: Path) -> None:
+    import json
+    import re
+    import subprocess
+    import sys
+
+    subs = tmp_path / "subs"
+    (subs / "s0").mkdir(parents=True)
+    keras3_cnn(fmnist_dir, subs / "s0" / "cnn.keras")
+    for i in range(1, 4):
+        (subs / f"s{i}").mkdir()
+        shutil.copy(subs / "s0" / "cnn.keras", subs / f"s{i}" / "cnn.keras")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "grader.cli", str(subs), "--assignment", "hw9", "--hidden-tests", str(fmnist_dir),
+           "--out", str(out), "-q", "--no-download", "--executor", "ray", "--jobs", "1"]
+    cached = lambda: len(list((out / ".evidence").glob("*.json"))) if (out / ".evidence").is_dir() else 0  # noqa: E731
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 300
+    while cached() < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    first = cached()
+    deadline = time.monotonic() + 20  # Ray's own processes take a moment to go
+    while _ray_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _ray_processes() == []
+
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    match = re.search(r"\((\d+) gathered, (\d+) from cache\)", done.stdout)
+    assert match, done.stdout
+    gathered, from_cache = map(int, match.groups())
+    assert from_cache >= first >= 1 and gathered + from_cache == 4
+    assert len(json.loads((out / "results.json").read_text())["students"]) == 4
+
+
 # ------------------------------------------------------------------------------------------------
 # A real local Ray cluster
 
