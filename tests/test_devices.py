@@ -239,11 +239,15 @@ def test_the_worker_sees_only_its_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 # One submission per GPU
 
 
-def _most_at_once(slots: DeviceSlots, threads: int, seconds: float = 0.05) -> tuple[dict[int | None, int], list[int | None]]:
+def _most_at_once(slots: DeviceSlots, threads: int, together: int = 1) -> tuple[dict[int | None, int], list[int | None]]:
+    """`threads` evaluations through `slots`: the most that held each GPU at once, and which each got.
+    Whoever holds a slot waits (no sleep: a barrier) until `together` holders are in, so the count
+    shows what the slots allow, whatever the machine's load."""
     active: dict[int | None, int] = {}
     most: dict[int | None, int] = {}
     got: list[int | None] = []
     lock = threading.Lock()
+    meet = threading.Barrier(together)
 
     def work() -> None:
         with slots.hold() as gpu:
@@ -252,7 +256,10 @@ def _most_at_once(slots: DeviceSlots, threads: int, seconds: float = 0.05) -> tu
                 active[key] = active.get(key, 0) + 1
                 most[key] = max(most.get(key, 0), active[key])
                 got.append(key)
-            time.sleep(seconds)
+            try:
+                meet.wait(timeout=60)
+            except threading.BrokenBarrierError:  # fewer came in than expected: the assertion says so
+                pass
             with lock:
                 active[key] -= 1
 
@@ -267,10 +274,10 @@ def _most_at_once(slots: DeviceSlots, threads: int, seconds: float = 0.05) -> tu
 def test_one_submission_at_a_time_per_gpu_unless_shared() -> None:
     one = Gpu(index=0, minor=0)
     assert _most_at_once(DeviceSlots([one]), 4)[0] == {0: 1}
-    assert _most_at_once(DeviceSlots([one], per_gpu=2), 4, seconds=0.3)[0] == {0: 2}
-    most, got = _most_at_once(DeviceSlots([one, Gpu(index=1, minor=1)]), 4, seconds=0.3)
+    assert _most_at_once(DeviceSlots([one], per_gpu=2), 4, together=2)[0] == {0: 2}
+    most, got = _most_at_once(DeviceSlots([one, Gpu(index=1, minor=1)]), 4, together=2)
     assert most == {0: 1, 1: 1} and sorted(got) == [0, 0, 1, 1]
-    assert _most_at_once(DeviceSlots(), 3, seconds=0.3)[0] == {None: 3}  # the CPU: no waiting
+    assert _most_at_once(DeviceSlots(), 3, together=3)[0] == {None: 3}  # the CPU: no waiting
 
 
 def test_waiting_for_a_gpu_stops_on_ctrl_c() -> None:
@@ -479,6 +486,7 @@ def test_a_cpu_evaluation_records_its_run(tmp_path: Path, fmnist_dir: Path) -> N
     assert result.ok, result.error
     run = result.run
     assert run is not None and (run.device, run.backend, run.batch_size, run.batch_halvings) == ("cpu", "tensorflow", 128, 0)
+    # the hidden-set pass is part of the model's whole evaluation; the CPU peak is the worker's resident set
     assert 0 < run.seconds < result.seconds and run.peak_memory_bytes and run.peak_memory_bytes > 100 * 1024**2
 
 
