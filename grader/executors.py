@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from grader._version import __version__
+from grader.devices import DeviceSlots
 from grader.discover import Submission, list_files
 from grader.errors import GraderError
 from grader.evaluate import Limits, WorkerRequest
@@ -243,6 +244,11 @@ def gather_on_node(student: str, files: bytes, warnings: tuple[str, ...], digest
     ids = [int(i) for i in ray.get_gpu_ids()]
     if device.startswith("gpu") and ids:
         device = f"gpu:{ids[0]}"  # the GPU Ray gave this task
+    if device.startswith("gpu"):  # a node that declares a GPU it cannot open: the node's fault, not the submission's
+        try:
+            DeviceSlots.for_device(device)
+        except GraderError as exc:
+            raise RuntimeError(f"node {socket.gethostname()} was given {device} but cannot use it: {exc}") from None
     scratch = Path(tempfile.mkdtemp(prefix=f"grader-task-{student[:20]}-", dir=root))
     try:
         sub_root = scratch / "submission"

@@ -165,6 +165,44 @@ def test_ctrl_c_on_ray_keeps_what_is_done_and_leaves_no_process(fmnist_dir: Path
     assert len(json.loads((out / "results.json").read_text())["students"]) == 4
 
 
+_GPU_CLUSTER = """
+import json, sys
+from pathlib import Path
+import ray
+from grader.pipeline import grade
+from grader.rubric import load_rubric
+from grader.settings import Settings
+subs, data, out, root = map(Path, sys.argv[1:5])
+# a Ray that declares a GPU this machine does not have (a misconfigured node)
+ray.init(num_cpus=1, num_gpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+outcome = grade(subs, load_rubric(root / "rubrics" / "hw9.yaml"),
+                Settings(out=out, hidden_tests=data, download=False, public_sample=300, project_root=root, executor="ray"))
+e = outcome.results.students[0].evidence
+print(json.dumps({"device": outcome.results.run.device, "status": e.status, "errors": list(e.errors),
+                  "gathered": outcome.gathered}))
+"""
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_node_without_the_gpu_it_declares_fails_its_tasks_without_caching_them(fmnist_dir: Path, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    if Path("/dev/nvidia0").exists():
+        pytest.skip("this machine has a GPU")
+    (tmp_path / "subs" / "ana").mkdir(parents=True)
+    keras3_cnn(fmnist_dir, tmp_path / "subs" / "ana" / "cnn.keras")
+    done = subprocess.run([sys.executable, "-c", _GPU_CLUSTER, str(tmp_path / "subs"), str(fmnist_dir), str(tmp_path / "out"),
+                           str(ROOT)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["device"] == "gpu"  # auto: the cluster says it has a GPU
+    assert answer["status"] == "failed" and answer["gathered"] == 0, answer
+    assert "was given gpu:0 but cannot use it" in answer["errors"][0], answer
+
+
 # ------------------------------------------------------------------------------------------------
 # A real local Ray cluster
 
