@@ -7,12 +7,10 @@ import gzip
 import io
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from grader.pipeline import grade
 from grader.rubric import load_rubric, parse_rubric
 from grader.settings import Settings
 from tests._class import keras2_mlp, keras3_cnn, keras3_lambda, read_idx
+from tests._runs import assert_resumes, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,14 +164,6 @@ def _workers_under(folder: Path) -> list[int]:
     return pids
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to find worker processes")
 def test_ctrl_c_and_kill_9_lose_nothing_and_leave_no_worker(klass: Path, fmnist_dir: Path, tmp_path: Path) -> None:
@@ -189,7 +180,7 @@ def test_ctrl_c_and_kill_9_lose_nothing_and_leave_no_worker(klass: Path, fmnist_
 
     # Ctrl-C after the first submission: exit 130, a message, the running worker killed
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: cached() >= 1, 300, "the first cached evidence")
+    wait_for(lambda: cached() >= 1, 300, "the first cached evidence")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -199,16 +190,10 @@ def test_ctrl_c_and_kill_9_lose_nothing_and_leave_no_worker(klass: Path, fmnist_
 
     # kill -9 of the grader while a worker runs: the orphaned worker stops by itself
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(lambda: _workers_under(scratch) != [], 120, "a worker to start")
+    wait_for(lambda: _workers_under(scratch) != [], 120, "a worker to start")
     proc.kill()
     proc.wait()
-    _wait_for(lambda: _workers_under(scratch) == [], 15, "the orphaned worker to stop")
+    wait_for(lambda: _workers_under(scratch) == [], 15, "the orphaned worker to stop")
 
     # the next run resumes: nothing gathered before is gathered again
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    match = re.search(r"\((\d+) gathered, (\d+) from cache\)", done.stdout)
-    assert match, done.stdout
-    gathered, from_cache = map(int, match.groups())
-    assert from_cache >= first >= 1 and gathered + from_cache == 4
-    assert len(json.loads((out / "results.json").read_text())["students"]) == 4
+    assert_resumes(cmd, out, first, 4, env=env)
