@@ -47,6 +47,7 @@ from grader.evidence import Evidence
 from grader.gather import Gathered, GatherOptions, PublicInputs, gather_unscored
 from grader.rubric import NotebookPolicy
 from grader.sandbox import Isolation, WorkerOutcome, bwrap_problem, run_worker
+from grader.settings import Settings
 
 Work = Callable[[Submission, str], Gathered]  # (submission, content hash) -> its evidence, unscored
 
@@ -451,7 +452,7 @@ class RaySession:
         self.actors: list[Any] = []
 
     @classmethod
-    def start(cls, settings: Any) -> RaySession:
+    def start(cls, settings: Settings) -> RaySession:
         """Joins `settings.ray_address`, or starts a Ray on this machine with `settings.jobs` CPUs."""
         local = settings.ray_address is None
         return cls(*connect(settings.ray_address, num_cpus=settings.jobs if local else None))
