@@ -27,6 +27,14 @@ class GraderError(Exception):
         self.hint = hint
 
 
+class GraderFault(GraderError):
+    """A failure of the grader or of the machine (a sandbox that cannot start, a missing interpreter,
+    a full disk), never the student's: printed as one line naming the cause and the fix, exit 1.
+    Submissions it touches are "not graded (grader fault)" and nothing about them is cached."""
+
+    exit_code = ExitCode.NOT_ALL_GRADED
+
+
 class RubricError(GraderError):
     """A rubric that cannot be used. Carries every problem found, one line each."""
 
