@@ -49,6 +49,8 @@ __all__ = [
     "SubmissionRecord",
     "deselect",
     "get_metric",
+    "ids_naming_classes",
+    "ids_problem",
     "leaderboard",
     "metric_names",
     "public_private_split",
@@ -182,6 +184,39 @@ def public_private_split(ids: Sequence[str], fraction: float, seed: int) -> tupl
     unique = sorted(set(ids), key=lambda i: _rank_key(seed, i))
     k = round(fraction * len(unique))
     return frozenset(unique[:k]), frozenset(unique[k:])
+
+
+def _squash(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def ids_naming_classes(ids: Sequence[str], labels: Sequence[int], class_names: Sequence[str]) -> int:
+    """How many test ids name their own image's class (``cat/img_001.png``, ``dog_17.jpg``): ids
+    that students see must not tell them the labels. Class names shorter than three letters or
+    digits are not looked for (``"0"``, ``"1"`` would match by chance)."""
+    squashed = [_squash(c) for c in class_names]
+    count = 0
+    for ident, label in zip(ids, labels, strict=True):
+        name = squashed[int(label)] if 0 <= int(label) < len(squashed) else ""
+        if len(name) >= 3 and name in _squash(ident):
+            count += 1
+    return count
+
+
+def ids_problem(ids: Sequence[str], labels: Sequence[int], class_names: Sequence[str], *, by_folder: bool) -> str | None:
+    """Why a competition cannot use these ids as they are (None: it can). `by_folder`: the test set is
+    in the one-folder-per-class layout, where every id starts with its class folder."""
+    if by_folder:
+        example = ids[0] if ids else "cat/img_001.png"
+        return ("a competition of prediction files needs test ids that do not name the class, but in the "
+                f"folder-per-class layout every id does (for example {example!r})")
+    named = ids_naming_classes(ids, labels, class_names)
+    if named and named * 2 >= len(ids):
+        example = next(i for i, lab in zip(ids, labels) if len(_squash(class_names[int(lab)])) >= 3
+                       and _squash(class_names[int(lab)]) in _squash(i))
+        return (f"{named:,} of {len(ids):,} test ids name their own class (for example {example!r}); students "
+                "who see the ids would read the labels off them")
+    return None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -21,8 +21,11 @@ are never used), turned upright by its EXIF orientation, converted to RGB (an al
 dropped, as ``keras.utils.load_img`` and ``tf.io.decode_png(channels=3)`` do) or to grayscale, and
 resized to the caller's size with Pillow's bilinear filter (no cropping: a photo of another aspect
 ratio is squashed, as ``image_dataset_from_directory`` does by default). The images come back in the
-sorted order of their relative file names, which are the ids a prediction CSV uses. Note that in the
-folders layout an id names its class folder: a set whose ids students see should use the csv layout.
+sorted order of their relative file names, which are the ids a prediction CSV uses. That order groups
+the folders layout by class: the grader hands the hidden images to workers in a secret shuffled order
+(grader.pipeline), never in this one. In the folders layout an id also names its class folder, so a
+competition (whose ids students see) refuses it and needs the csv layout with names that say nothing
+of the class (grader.competition.ids_problem).
 
 Problems are collected, not raised one by one: a file that cannot be decoded, an empty file, an image
 of more than `max_pixels` pixels (a decompression bomb), a file larger than `max_bytes`, a CSV row

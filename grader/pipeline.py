@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -32,7 +33,7 @@ from grader.executors import LocalExecutor, RayExecutor, RaySession
 from grader.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather_unscored, score_gathered, with_fingerprints
 from grader.judge import expects_models, judge
 from grader.competition import MAX_BYTES as MAX_PREDICTION_BYTES
-from grader.competition import CompetitionError, Ledger, deselect, select, submit
+from grader.competition import CompetitionError, Ledger, deselect, ids_problem, select, submit
 from grader.kaggle import looks_like_kaggle
 from grader.notebooks import matches_globs, read_notebook
 from grader.report import ReportOptions, write_reports
@@ -124,27 +125,44 @@ def _prepare_images(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[
     hidden_dir, public_dir = _image_split(rubric, settings, "test"), _image_split(rubric, settings, "train")
     hidden = load_image_folder(hidden_dir, size=size, class_names=policy.classes, grayscale=gray, csv_name=policy.csv)
     names = hidden.info.class_names
+    if rubric.competition is not None:  # students see the ids of a competition's test images
+        problem = ids_problem(hidden.info.files, hidden.labels.tolist(), names, by_folder=hidden.info.layout == "folders")
+        if problem:
+            raise datasets.DatasetError(
+                f"{hidden_dir}: {problem}",
+                hint="put the test images in one folder with a labels.csv (filename,label) whose file names say "
+                     "nothing of the class (numbers or random names), and hand out those names")
     public = load_image_folder(public_dir, size=size, class_names=names, grayscale=gray, on_error="skip")
     sample_x, sample_y = _public_sample(public.images, public.labels, settings.public_sample)
     scaled = public.images.astype(np.float32) / 255.0
-    inputs = _write_inputs(rubric, scratch, hidden.images, sample_x, sample_y,
-                           Stats(mean=float(scaled.mean()), std=float(scaled.std())), hidden.info.sha256, tuple(names))
-    scorer = Scorer(labels=hidden.labels.astype(np.int64), class_names=tuple(names), ids=tuple(hidden.info.files))
+    inputs, order = _write_inputs(rubric, scratch, hidden.images, sample_x, sample_y,
+                                  Stats(mean=float(scaled.mean()), std=float(scaled.std())), hidden.info.sha256, tuple(names))
+    scorer = Scorer(labels=hidden.labels.astype(np.int64), class_names=tuple(names), ids=tuple(hidden.info.files), order=order)
     return inputs, scorer, FoundSplit(hidden_dir, "image folder"), FoundSplit(public_dir, "image folder")
 
 
+def _secret_order(n: int) -> np.ndarray:
+    """A permutation of range(n) from the operating system's randomness, new for every run. Workers get
+    the hidden images in this order, so that a row's index says nothing about its label (an image
+    folder is in class order; a public split's order is public); only the Scorer holds it."""
+    return np.random.default_rng(secrets.randbits(128)).permutation(n)
+
+
 def _write_inputs(rubric: Rubric, scratch: Path, hidden_x: np.ndarray, sample_x: np.ndarray, sample_y: np.ndarray,
-                  stats: Stats, sha256: str, class_names: tuple[str, ...]) -> PublicInputs:
+                  stats: Stats, sha256: str, class_names: tuple[str, ...]) -> tuple[PublicInputs, np.ndarray]:
+    """What workers may read, written to `scratch`; and the secret order of the hidden images in it
+    (for the Scorer only: it is written nowhere)."""
     scratch.mkdir(parents=True, exist_ok=True)
     paths = {name: scratch / f"{name}.npy" for name in ("hidden_images", "public_images", "public_labels")}
-    np.save(paths["hidden_images"], hidden_x, allow_pickle=False)
+    order = _secret_order(len(hidden_x))
+    np.save(paths["hidden_images"], hidden_x[order], allow_pickle=False)
     np.save(paths["public_images"], sample_x, allow_pickle=False)
     np.save(paths["public_labels"], sample_y, allow_pickle=False)
     return PublicInputs(
         hidden_images=paths["hidden_images"], public_images=paths["public_images"], public_labels=paths["public_labels"],
         stats=stats, dataset=rubric.dataset, hidden_sha256=sha256, hidden_count=len(hidden_x), public_count=len(sample_x),
         class_names=tuple(class_names),
-    )
+    ), order
 
 
 def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[PublicInputs, Scorer, FoundSplit, FoundSplit]:
@@ -162,8 +180,8 @@ def prepare_inputs(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[P
     sample_x, sample_y = _public_sample(public_x, public_y, settings.public_sample)
     scaled = public_x.astype(np.float32) / 255.0
     stats = Stats(mean=float(scaled.mean()), std=float(scaled.std()))
-    inputs = _write_inputs(rubric, scratch, hidden_x, sample_x, sample_y, stats, hidden_files.sha256, tuple(spec.class_names))
-    return (inputs, Scorer(labels=hidden_y, class_names=tuple(spec.class_names)),
+    inputs, order = _write_inputs(rubric, scratch, hidden_x, sample_x, sample_y, stats, hidden_files.sha256, tuple(spec.class_names))
+    return (inputs, Scorer(labels=hidden_y, class_names=tuple(spec.class_names), order=order),
             FoundSplit(hidden_files.directory, hidden_files.source, hidden_files),
             FoundSplit(public_files.directory, public_files.source, public_files))
 
