@@ -7,13 +7,38 @@ they cross process boundaries as JSON (never pickle) and can be cached on disk.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from grader._frozen import Frozen
 from grader.competition import SubmissionRecord
 from grader.tflite import TFLiteInfo
+
+# Text that a submission's own process reports (a worker runs the student's code in its process): what
+# it may look like when it is shown. Escape sequences and control characters (bidi overrides, zero-width
+# characters, C0/C1 controls) are removed; newlines and tabs too where the text is one line.
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)")
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
+
+
+def clean_text(value: str, limit: int, *, lines: bool = False) -> str:
+    """`value` as the grader shows it: escape sequences and control characters removed (newlines and
+    tabs kept only with `lines`), at most `limit` characters ("…" marks a cut)."""
+    text = _CONTROLS.sub("", _ESCAPES.sub("", value))
+    if not lines:
+        text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _line(limit: int) -> AfterValidator:
+    return AfterValidator(lambda v: v if v is None else clean_text(v, limit))
+
+
+MAX_REPORTED_SECONDS = 7 * 86400.0  # no evaluation of one model is allowed to run a week
+MAX_BATCH = 1 << 16
+MAX_PEAK_BYTES = 1 << 50  # a petabyte
 
 EvidenceStatus = Literal["gathered", "failed", "timeout", "limit"]
 ModelStatus = Literal["evaluated", "inspected", "needs_sandbox", "error"]
@@ -142,15 +167,26 @@ class PublicExample(Frozen):
 
 
 class EvaluationRun(Frozen):
-    """Where and how the hidden set went through one model (filled in by the worker, grader.evaluate)."""
+    """Where and how the hidden set went through one model, as the evaluation process reported it
+    (the sandboxed worker, grader.evaluate, which runs the submission's own code in its process).
 
-    device: str = "cpu"  # "cpu", "gpu:0", ... as the backend saw it
-    device_name: str | None = None  # e.g. "NVIDIA H200"
-    backend: str | None = None  # Keras backend: tensorflow, jax, torch; "tflite" for the TFLite interpreter
-    batch_size: int = 0  # the batch size that worked (smaller than asked when it was halved on out-of-memory)
-    batch_halvings: int = 0  # how many times the batch was halved after the device ran out of memory
-    seconds: float = 0.0  # predicting the hidden set only (the model's `seconds` includes loading and screening)
-    peak_memory_bytes: int | None = None  # the device's peak (GPU) or the worker's peak resident set (CPU)
+    Nothing here is believed as it comes: the types and ranges below are checked when the worker's
+    answer is read (an answer outside them is refused as interference), strings are capped and
+    stripped of control characters, and grader.gather checks `device` against the devices the
+    grader gave and replaces `device_name` with the grader's own name for that device. What is left
+    (seconds, batch, peak memory, backend) is shown labelled "reported by the evaluation process"."""
+
+    reported_by: Literal["evaluation process"] = "evaluation process"  # whose word these facts are
+    device: str = Field(default="cpu", pattern=r"^(cpu|gpu:[0-9]{1,3})$")  # "cpu", "gpu:0", ... as the backend saw it
+    device_name: Annotated[str | None, _line(120)] = None  # e.g. "NVIDIA H200": the grader's name for the device
+    backend: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,23}$")  # tensorflow, jax, torch; tflite
+    # the batch size that worked (smaller than asked when it was halved on out-of-memory)
+    batch_size: int = Field(default=0, ge=0, le=MAX_BATCH)
+    batch_halvings: int = Field(default=0, ge=0, le=32)  # times the batch was halved after the device ran out of memory
+    # predicting the hidden set only (the model's `seconds` includes loading and screening)
+    seconds: float = Field(default=0.0, ge=0.0, le=MAX_REPORTED_SECONDS, allow_inf_nan=False)
+    # the device's peak (GPU) or the worker's peak resident set (CPU)
+    peak_memory_bytes: int | None = Field(default=None, ge=0, le=MAX_PEAK_BYTES)
 
 
 class ModelEvidence(Frozen):

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import io
+import math
+import re
 import shutil
 import tempfile
 import threading
@@ -34,6 +36,7 @@ from grader.devices import DeviceSlots
 from grader.discover import SubmissionFile, Submission, extract_models, file_sha256, list_files
 from grader.evaluate import MAX_PUBLIC_ERRORS, Limits, WorkerModel, WorkerModelResult, WorkerRequest
 from grader.evidence import (
+    MAX_REPORTED_SECONDS,
     AppCall,
     Architecture,
     Evidence,
@@ -42,6 +45,7 @@ from grader.evidence import (
     NotebookEvidence,
     Preprocessing,
     PublicExample,
+    clean_text,
 )
 from grader.fingerprints import code_fingerprints, encode_labels, weights_fingerprint
 from grader.inspect import InspectError, inspect_model_file
@@ -238,7 +242,7 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
                 done[i] = models[i][0].model_copy(update={"status": "error", "error": result})
                 finished.append(i)
             elif result is not None:
-                done[i], raw = _with_result(models[i][0], result, out, inputs)
+                done[i], raw = _with_result(models[i][0], result, out, inputs, options)
                 if raw is not None:
                     outputs[i] = raw
                 finished.append(i)
@@ -326,10 +330,68 @@ def _public_examples(result: WorkerModelResult, inputs: PublicInputs, num_classe
     return tuple(out)
 
 
+def _given_devices(options: GatherOptions) -> dict[str, str | None]:
+    """The devices this run gives its workers, with the grader's own name for each: "cpu" (the
+    machine's CPU model) and every GPU of the run ("gpu:N", its driver's model name)."""
+    from grader.backends import cpu_name
+
+    given: dict[str, str | None] = {"cpu": cpu_name()}
+    kind, _, numbers = options.device.partition(":")
+    if kind == "gpu":
+        given.update({f"gpu:{n.strip()}": None for n in numbers.split(",") if n.strip().isdigit()})
+    for gpu in options.device_slots.gpus if options.device_slots is not None else ():
+        given[gpu.device] = gpu.name
+    return given
+
+
+_KEY = re.compile(r"^[a-z0-9_-]{1,32}/[a-z0-9_-]{1,32}$")  # a preprocessing candidate: geometry/scale
+
+
+def _worker_facts(result: WorkerModelResult, options: GatherOptions) -> WorkerModelResult | str:
+    """What the worker says about its own run, checked before anything of it is shown or used: the
+    worker runs the submission's code in its process, so each of these may be written by the
+    submission. Numbers out of range, a device the grader did not give, or a chosen preprocessing
+    that was not among those scored make the answer refused (the message says which); text is capped
+    and stripped of control characters; the device's name becomes the grader's own."""
+    if not (math.isfinite(result.seconds) and 0 <= result.seconds <= MAX_REPORTED_SECONDS):
+        return f"it reported {result.seconds!r} seconds"
+    for what, scores in (("candidates", result.candidates), ("screening", result.screening)):
+        if len(scores) > 256 or any(not _KEY.match(k) or not (math.isfinite(v) and 0 <= v <= 1) for k, v in scores.items()):
+            return f"its {what} are not accuracies of preprocessing candidates"
+    shapes = [s for s in (result.input_shape, result.output_shape) if s is not None]
+    if any(len(s) > 8 or any(d is not None and not 0 <= d <= 1 << 20 for d in s) for s in shapes):
+        return "it reported an impossible input or output shape"
+    if result.ok and result.predictions is not None and (result.candidate not in result.candidates or result.input_shape is None):
+        return "the preprocessing it chose was not among those it scored"
+    run = result.run
+    if run is not None:
+        given = _given_devices(options)
+        if run.device not in given:
+            return f"it reported running on {run.device!r}, a device this run did not give it ({', '.join(given)})"
+        if run.batch_size > options.batch_size:
+            return f"it reported batches of {run.batch_size}, more than the {options.batch_size} it was given"
+        if run.seconds > result.seconds + 1.0:
+            return "it reported a hidden-set pass longer than its whole evaluation"
+        run = run.model_copy(update={"device_name": given[run.device] and clean_text(given[run.device] or "", 120)})
+    return result.model_copy(update={
+        "run": run,
+        "loader": clean_text(result.loader, 200) if result.loader is not None else None,
+        "description": clean_text(result.description, 400) if result.description is not None else None,
+        "error": clean_text(result.error, 2000, lines=True) if result.error is not None else None,
+        "warnings": tuple(clean_text(w, 1000, lines=True) for w in result.warnings[:20]),
+    })
+
+
 def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path,
-                 inputs: PublicInputs) -> tuple[ModelEvidence, np.ndarray | None]:
+                 inputs: PublicInputs, options: GatherOptions | None = None) -> tuple[ModelEvidence, np.ndarray | None]:
     """The worker's answer for one model, checked (the worker is untrusted): the evidence, unscored,
     and the raw outputs when it was evaluated."""
+    checked = _worker_facts(result, options or GatherOptions())
+    if isinstance(checked, str):
+        return model.model_copy(update={
+            "status": "error", "outcome": "error",
+            "error": f"the evaluation's answer was refused: {checked}; the model may interfere with the grader"}), None
+    result = checked
     _, label_note = label_order(model.tflite.labels if model.tflite else None, inputs.class_names)
     update: dict[str, object] = {"seconds": round(result.seconds, 3), "run": result.run,
                                  "warnings": model.warnings + result.warnings + ((label_note,) if label_note else ())}
