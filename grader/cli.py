@@ -68,6 +68,8 @@ def _grade_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per model (default 1800)")
     p.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
                    help="isolation of student models: bwrap (bubblewrap), none, or auto: bwrap when usable (default)")
+    p.add_argument("--disk-limit", type=float, default=None, metavar="GB",
+                   help="what one submission's sandbox may write, in its own size-capped space (default 2)")
     p.add_argument("--memory-limit", type=float, default=8.0, metavar="GB",
                    help="address space one evaluation may use, in GB (default 8)")
     p.add_argument("--allow-unsandboxed-code", action="store_true",
@@ -213,6 +215,7 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
         only=tuple(args.only or ()), single=args.single, formats=formats, timeout_per_model=args.timeout, cache=not args.no_cache,
         download=not args.no_download, verify_checksums=not args.own_test_set, project_root=root,
         sandbox=args.sandbox, memory_limit_gb=args.memory_limit, allow_unsandboxed_code=args.allow_unsandboxed_code,
+        **({"disk_limit_gb": args.disk_limit} if args.disk_limit is not None else {}),
         zygote=not args.no_zygote, ledger=args.ledger, report_strings=args.report_strings or defaults.get("report_strings"),  # type: ignore[arg-type]
     )
     load_strings(settings.report_strings)  # a typo in a translation stops here, before any grading
@@ -223,6 +226,14 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
     else:
         outcome = grade(args.path, rubric, settings)
     _summary(outcome, stdout, args.verbose)
+    faults = [s for s in outcome.results.students if s.status == "grader_fault"]
+    if faults:
+        cause = next((e for e in reversed(faults[0].evidence.errors) if e.startswith("grader fault")), "grader fault")
+        names = ", ".join(s.student for s in faults[:10]) + (f" and {len(faults) - 10} more" if len(faults) > 10 else "")
+        print(f"error: {len(faults)} submission(s) not graded because the grader failed, not the students ({names}): "
+              f"{cause.removeprefix('grader fault: ')}; nothing of them was cached: grade again once it is fixed",
+              file=stderr)
+        return ExitCode.NOT_ALL_GRADED
     not_graded = [s.student for s in outcome.results.students if s.status != "gathered"]
     if not_graded:
         print(f"error: not graded: {', '.join(not_graded)} (see their report pages)", file=stderr)

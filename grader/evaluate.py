@@ -11,6 +11,8 @@ are not sent here at all; see grader.gather):
 - tf_keras (Keras 2.x) for files saved by Keras 2 that Keras 3 misreads, e.g. a Sequential with a
   nested VGG16 (Keras 3 fails with "'list' object has no attribute 'shape'").
 A file saved by Keras 2 is tried with tf_keras first, since that is the library that wrote it.
+Each loader reads the file as the format grader.filetype decided from its content (`WorkerModel.format`):
+its `.keras` (zip) reader or its HDF5 reader is called directly, never `load_model`'s choice by name.
 
 Device (docs/gpu.md): `run` caps the memory of the GPU it was given before anything touches it
 (grader.backends); a batch that runs out of device memory is halved and tried again (`Batch`); the
@@ -47,7 +49,10 @@ class WorkerModel(Frozen):
     keras_version: str | None = None
     runs_code: bool = False  # the model has Lambda/custom layers: load it with a loader that runs them
     input_shape: tuple[int | None, ...] | None = None  # from the static inspection, when known
-    format: Literal["keras", "tflite"] = "keras"  # tflite: run with the TFLite interpreter (grader.tflite_eval)
+    # what the file is, decided once from its content by grader.filetype (the grader passes the decision it
+    # inspected by): "h5" or "keras" for the Keras loaders, "tflite" for the TFLite interpreter
+    # (grader.tflite_eval). None (a request built by hand: benches, tests): decided here by the same function.
+    format: Literal["h5", "keras", "tflite"] | None = None
     # the model's own label order, when its labels name the data set's classes in another order:
     # output column order[j] is class j of the data set (see grader.gather.label_order)
     label_order: tuple[int, ...] | None = None
@@ -60,6 +65,11 @@ class Limits(Frozen):
     cpu_seconds: int | None = None  # RLIMIT_CPU
     open_files: int = 512  # RLIMIT_NOFILE
     file_bytes: int = 1024**3  # largest file it may write (RLIMIT_FSIZE)
+    # set by the grader's side, not by the process: the size of a sandbox's writable space (its
+    # tmpfs mounts, grader.sandbox.bwrap_base) and the most tasks (processes and threads) it may hold
+    # at once (a pids cgroup, where one can be made: grader.cgroups)
+    disk_bytes: int = 2 * 1024**3
+    tasks: int = 512
     gpu_memory_fraction: float | None = None  # of its GPU's memory (grader.backends.prepare); None: not capped
 
 
@@ -152,13 +162,22 @@ def _notebook_names(tf_keras_module: Any = None) -> dict[str, Any]:
     return names
 
 
-def _load(path: str, keras_version: str | None, runs_code: bool = False) -> tuple[Any, str, list[str]]:
+def _load(path: str, keras_version: str | None, runs_code: bool = False,
+          kind: Literal["h5", "keras"] | None = None) -> tuple[Any, str, list[str]]:
     """Load a model; returns (model, loader description, warnings). Student code runs only when
     `runs_code` is set, which the grader does only inside the sandbox: Keras 3 then loads with
-    ``safe_mode=False``; tf_keras runs a Keras 2 file's Lambda bytecode whatever the flag."""
+    ``safe_mode=False``; tf_keras runs a Keras 2 file's Lambda bytecode whatever the flag.
+    `kind`: grader.filetype's decision ("keras": a zip, "h5": HDF5); taken here when not given."""
+    if kind is None:
+        from grader.filetype import sniff
+
+        decided = sniff(path)
+        if decided == "tflite":
+            raise ValueError(f"{Path(path).name} is a TensorFlow Lite model, not a Keras model")
+        kind = decided
     errors: list[str] = []
     order = ["tf_keras", "keras"] if (keras_version or "").startswith("2.") else ["keras", "tf_keras"]
-    if path.endswith(".keras") and order[0] == "tf_keras":
+    if kind == "keras" and order[0] == "tf_keras":
         order = ["keras", "tf_keras"]
     for name in order:
         try:
@@ -170,13 +189,29 @@ def _load(path: str, keras_version: str | None, runs_code: bool = False) -> tupl
 
                     for key, value in _notebook_names().items():
                         python_utils.__dict__.setdefault(key, value)
-                model = keras.models.load_model(path, compile=False, safe_mode=not runs_code)
+                if kind == "keras":
+                    from keras.src.saving import saving_lib
+
+                    with open(path, "rb") as fh:  # a file object: read as a zip, whatever its name
+                        model = saving_lib.load_model(fh, compile=False, safe_mode=not runs_code)
+                else:
+                    from keras.src.legacy.saving import legacy_h5_format
+
+                    model = legacy_h5_format.load_model_from_hdf5(path, compile=False, safe_mode=not runs_code)
                 mode = "running the model's own code" if runs_code else "safe mode"
                 return model, f"keras {keras.__version__} ({mode}, {keras.backend.backend()} backend)", errors
             import tf_keras
 
-            model = tf_keras.models.load_model(path, compile=False,
-                                               custom_objects=_notebook_names(tf_keras) if runs_code else None)
+            custom = _notebook_names(tf_keras) if runs_code else None
+            if kind == "keras":  # tf_keras' zip reader (it wants the .keras name, which grader.filetype ensured)
+                from tf_keras.src.saving import saving_lib as tf_keras_saving
+
+                model = tf_keras_saving.load_model(path, custom_objects=custom, compile=False)
+            else:
+                import h5py
+
+                with h5py.File(path, "r") as h5:  # an open HDF5 file: read as HDF5, whatever its name
+                    model = tf_keras.models.load_model(h5, compile=False, custom_objects=custom)
             return model, f"tf_keras {tf_keras.__version__} (Keras 2 loader)", errors
         except Exception as exc:  # noqa: BLE001 - every loader failure is reported, then the next is tried
             errors.append(f"{name}: {_short(exc)}")
@@ -309,14 +344,19 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
     warnings: list[str] = list(device.notes)
     batch = Batch(batch_size)
     try:
-        if item.format == "tflite":
+        kind = item.format
+        if kind is None:
+            from grader.filetype import sniff
+
+            kind = sniff(item.path)
+        if kind == "tflite":
             from grader.tflite_eval import TFLiteModel
 
             model = TFLiteModel(item.path)
             loader, load_errors = model.loader, []
             warnings += list(model.notes)
         else:
-            model, loader, load_errors = _load(item.path, item.keras_version, item.runs_code)
+            model, loader, load_errors = _load(item.path, item.keras_version, item.runs_code, kind)
         if load_errors:
             warnings.append("first loader failed, another one read the file: " + "; ".join(load_errors))
         input_shape = _input_shape(model, item.input_shape)
@@ -344,7 +384,7 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
         scores = score(finalists, len(public_x))
         key = adapt.choose(scores)
         cand = every[key]
-        outputs, run = _hidden_pass(model, hidden, input_shape, cand, stats, batch, device, on_device=item.format != "tflite")
+        outputs, run = _hidden_pass(model, hidden, input_shape, cand, stats, batch, device, on_device=kind != "tflite")
         probs = _reorder(outputs, item.label_order)
         if batch.halvings:
             warnings.append(f"the device ran out of memory with batches of {batch_size}; evaluated with batches of "

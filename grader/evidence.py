@@ -16,6 +16,7 @@ from grader._frozen import Frozen
 from grader.competition import SubmissionRecord
 from grader.tflite import TFLiteInfo
 
+# grader_fault: the grader or the machine failed (not the student): not graded, never cached, `grade` exits 1
 # Text that a submission's own process reports (a worker runs the student's code in its process): what
 # it may look like when it is shown. Escape sequences and control characters (bidi overrides, zero-width
 # characters, C0/C1 controls) are removed; newlines and tabs too where the text is one line.
@@ -40,7 +41,7 @@ MAX_REPORTED_SECONDS = 7 * 86400.0  # no evaluation of one model is allowed to r
 MAX_BATCH = 1 << 16
 MAX_PEAK_BYTES = 1 << 50  # a petabyte
 
-EvidenceStatus = Literal["gathered", "failed", "timeout", "limit"]
+EvidenceStatus = Literal["gathered", "failed", "timeout", "limit", "grader_fault"]
 ModelStatus = Literal["evaluated", "inspected", "needs_sandbox", "error"]
 FileKind = Literal["model", "notebook", "csv", "archive", "other"]
 
@@ -205,7 +206,7 @@ class ModelEvidence(Frozen):
     output_note: str | None = None  # e.g. "outputs are logits; softmax applied for confidences"
     error: str | None = None
     # how the process that evaluated it ended, when it did not end well: timeout, out_of_memory, killed, error
-    outcome: Literal["timeout", "out_of_memory", "killed", "error"] | None = None
+    outcome: Literal["timeout", "out_of_memory", "killed", "error", "disk_full", "too_many_tasks"] | None = None
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
     # Fingerprints for finding near-identical submissions (grader.similarity); teacher-only, never on a

@@ -18,6 +18,7 @@ import base64
 import io
 import math
 import re
+import errno
 import shutil
 import tempfile
 import threading
@@ -35,6 +36,7 @@ from grader.adapt import SCREEN_SIZE, Stats
 from grader.devices import DeviceSlots
 from grader.discover import SubmissionFile, Submission, extract_models, file_sha256, list_files
 from grader.evaluate import MAX_PUBLIC_ERRORS, Limits, WorkerModel, WorkerModelResult, WorkerRequest
+from grader.errors import GraderFault
 from grader.evidence import (
     MAX_REPORTED_SECONDS,
     AppCall,
@@ -47,6 +49,7 @@ from grader.evidence import (
     PublicExample,
     clean_text,
 )
+from grader.filetype import FileKindError, sniff
 from grader.fingerprints import code_fingerprints, encode_labels, weights_fingerprint
 from grader.inspect import InspectError, inspect_model_file
 from grader.tflite import TFLiteError, inspect_tflite
@@ -61,9 +64,10 @@ MAX_PREDICTION_BYTES = 512 * 1024**2
 MAX_RESULT_BYTES = 1024**2  # a worker's JSON answer for one model
 # Part of the evidence cache key: bump it whenever a change here, in the worker or in the inputs
 # would give different evidence for the same files, so that cached evidence is not reused across it.
-GATHER_FORMAT = "6"  # 2: class-interleaved public sample, screened preprocessing candidates; 3: notebooks executed;
+GATHER_FORMAT = "7"  # 2: class-interleaved public sample, screened preprocessing candidates; 3: notebooks executed;
 # 4: fingerprints for similarity, public-split mistakes, training histories; 5: .tflite, confidence score;
 # 6: the evaluation's device, backend, batch size and peak memory (ModelEvidence.run)
+# 7: one content-decided file kind (grader.filetype); TFOpLambda / unknown classes count as code
 
 
 @dataclass(frozen=True)
@@ -170,16 +174,20 @@ def _reference_for(arch: Architecture, folder: Path | None) -> Path | None:
 
 def _inspect(f: SubmissionFile, calls: tuple[AppCall, ...], options: GatherOptions) -> ModelEvidence:
     sha = file_sha256(f.real)
-    if f.label.lower().endswith(".tflite"):
+    try:  # the one decision of what the file is (by content); precheck, inspection and the loader follow it
+        kind = sniff(f.real, f.label)
+    except FileKindError as exc:
+        return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="error", error=str(exc))
+    if kind == "tflite":
         return _inspect_tflite(f, sha)
-    refused = precheck(f.real, f.label)  # before inspection too: h5py would follow an external link
+    refused = precheck(f.real, f.label, kind)  # before inspection too: h5py would follow an external link
     if refused:
         return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="error", error="; ".join(refused[:3]))
     try:
-        arch = inspect_model_file(f.real)
+        arch = inspect_model_file(f.real, kind)
     except InspectError as exc:
         return ModelEvidence(path=f.label, size_bytes=f.size, sha256=sha, status="error", error=str(exc))
-    fingerprint = weights_fingerprint(f.real)
+    fingerprint = weights_fingerprint(f.real, kind)
     pretrained = decide_pretrained(arch, notebook_calls=calls, reference_weights=_reference_for(arch, options.reference_weights),
                                    model_path=f.real)
     if arch.code_layers and not options.runs_code:
@@ -246,6 +254,11 @@ def _evaluate(models: list[tuple[ModelEvidence, SubmissionFile]], inputs: Public
                 if raw is not None:
                     outputs[i] = raw
                 finished.append(i)
+        if outcome.kind in ("disk_full", "too_many_tasks"):  # the limit it hit says more than the error it raised
+            for i in finished:
+                if done[i].status == "error":
+                    done[i] = done[i].model_copy(update={"outcome": outcome.kind,
+                                                         "error": f"{outcome.message}: {done[i].error}"})
         rest = [i for i in pending if i not in finished]
         if not rest:
             break
@@ -288,7 +301,7 @@ def _worker_model(index: int, model: ModelEvidence, f: SubmissionFile, class_nam
     order, _ = label_order(model.tflite.labels if model.tflite else None, class_names)
     return WorkerModel(index=index, path=str(f.real), keras_version=arch.keras_version if arch else None,
                        runs_code=bool(arch and arch.code_layers), input_shape=arch.input_shape if arch else None,
-                       format="tflite" if arch is not None and arch.format == "tflite" else "keras", label_order=order)
+                       format=arch.format if arch is not None else None, label_order=order)
 
 
 def _read_result(path: Path) -> WorkerModelResult | str | None:
@@ -478,6 +491,18 @@ def with_fingerprints(nb: NotebookEvidence) -> NotebookEvidence:
     return nb.model_copy(update={"code_fingerprints": code_fingerprints(sources)}) if sources else nb
 
 
+def grader_fault_line(exc: BaseException) -> str:
+    """One line for the teacher: what failed in the grader or the machine, and the fix. Everything
+    that escapes gathering is this: a student's broken file is evidence, never an exception."""
+    if isinstance(exc, GraderFault):
+        return f"grader fault: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return (f"grader fault: the disk is full ({exc.filename or 'in the scratch folder'}): free space "
+                "in the temporary folder ($TMPDIR) and grade again")
+    return (f"grader fault: {type(exc).__name__}: {str(exc)[:300]} (run `grade` again with --traceback; if it "
+            "happens again, report it)")
+
+
 def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options: GatherOptions, content_hash: str = "") -> Evidence:
     """All evidence about one submission, scored. Never raises for a bad submission: failures are evidence."""
     return score_gathered(gather_unscored(submission, inputs, options, content_hash), scorer)
@@ -528,9 +553,9 @@ def gather_unscored(submission: Submission, inputs: PublicInputs, options: Gathe
         ), outputs)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # noqa: BLE001 - one broken submission must not stop the class
-        return Gathered(Evidence(student=submission.student, status="failed",
-                                 errors=tuple(errors) + (f"grader error: {type(exc).__name__}: {exc}",),
+    except Exception as exc:  # noqa: BLE001 - the grader's fault must not stop the class, nor be the student's
+        return Gathered(Evidence(student=submission.student, status="grader_fault",
+                                 errors=tuple(errors) + (grader_fault_line(exc),),
                                  dataset=inputs.dataset, content_hash=content_hash, grader_version=__version__,
                                  seconds=round(time.perf_counter() - start, 3)))
     finally:

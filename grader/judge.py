@@ -17,6 +17,8 @@ _STATUS_WORDS = {
     "failed": "the grader could not gather evidence from your submission",
     "timeout": "grading your submission took longer than the time limit",
     "limit": "your submission hit a resource limit while being graded",
+    "grader_fault": ("the grader or the machine it ran on failed while grading your submission; this is not a "
+                     "problem with your work, and your teacher will grade it again"),
 }
 
 

@@ -10,8 +10,14 @@ dataset cache holding PUBLIC data only, and a `NotebookRequest`; then it starts
   holds only the `google.colab` stand-in);
 - gives each cell ``min(cell timeout, time left for the whole notebook)``, so a hanging cell ends the
   run with everything before it kept;
-- writes one JSON line per executed cell to ``cells.jsonl`` as it goes (a run killed from outside
-  still leaves them), then ``result.json``;
+- copies the submission (read-only at ``/submission``) into ``/content``, a size-capped tmpfs, so the
+  notebook may write beside its files but never on the host's disk;
+- sends what it observes on its channel (grader.channel: a pipe only it holds; it is PID 1 of the
+  sandbox and not dumpable, so the kernel and its children can neither open it through /proc, nor
+  write the records, nor signal the runner): ``started``, one record per executed cell as it goes (a
+  run killed from outside keeps them), the result, then the model files the notebook wrote, after
+  every other process of the sandbox is gone. A run whose runner died sends no result: it is never
+  "completed";
 - caps the text each cell may output (the rest is dropped while it streams, not after), and, inside
   the sandbox's PID namespace, stops the run when the notebook starts more than `max_processes`
   processes (a fork bomb).
@@ -22,11 +28,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import stat
 import sys
 import threading
 import time
 import traceback
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 from grader._frozen import Frozen
@@ -44,7 +53,9 @@ class NotebookRequest(Frozen):
 
     notebook: str  # the prepared (neutralised) notebook
     workdir: str  # the kernel's working directory: the notebook's folder in the copy of the submission
-    out_dir: str
+    source_dir: str  # the submission's folder (read-only)
+    content_dir: str  # where the runner copies it, the notebook's writable folder
+    writable: tuple[str, ...] = ()  # the sandbox's writable places, checked for a filled one at the end
     cell_timeout: float = 600.0
     timeout: float = 1800.0  # the whole notebook
     allow_errors: bool = False
@@ -72,6 +83,7 @@ class RunnerResult(Frozen):
     failed_cell: int | None = None
     seconds: float = 0.0
     peak_memory_mb: float | None = None
+    disk_full: bool = False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -226,13 +238,12 @@ def _watch_processes(limit: int, stop: threading.Event, tripped: threading.Event
         _enforce_process_limit(limit, tripped)
 
 
-def run(request: NotebookRequest) -> RunnerResult:
+def run(request: NotebookRequest, emit: Callable[[dict[str, Any]], None]) -> RunnerResult:
+    """Execute the notebook; `emit` gets each executed cell's record (a CellRecord as JSON) as it ends."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    out_dir = Path(request.out_dir)
-    records = open(out_dir / "cells.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed below
     nb = nbformat.read(request.notebook, as_version=4)
     deadline = time.monotonic() + request.timeout
     started: dict[int, float] = {}
@@ -278,8 +289,7 @@ def run(request: NotebookRequest) -> RunnerResult:
         outputs = [dict(o) for o in cell.get("outputs", [])]
         rec = CellRecord(index=cell_index, status=status, seconds=round(time.monotonic() - started.get(cell_index, time.monotonic()), 3),
                          outputs=json.loads(json.dumps(outputs, default=str)), error=error)
-        records.write(rec.model_dump_json() + "\n")
-        records.flush()
+        emit({"cell": json.loads(rec.model_dump_json())})
 
     def on_executed(cell: Any, cell_index: int, execute_reply: dict[str, Any]) -> None:
         if request.count_processes:
@@ -320,7 +330,6 @@ def run(request: NotebookRequest) -> RunnerResult:
         message = f"the kernel died while it ran cell {index} (out of memory, or the process was killed)"
     finally:
         stop.set()
-        records.close()
     if tripped.is_set():
         status, message = "killed", f"the notebook started more than {request.max_processes} processes and was stopped"
     elif status == "completed" and state["failed"] is not None:
@@ -334,25 +343,118 @@ def run(request: NotebookRequest) -> RunnerResult:
                         seconds=round(time.monotonic() - t0, 3), peak_memory_mb=round(peak, 1) if peak else None)
 
 
+MAX_COPY_BYTES = 2 * 1024**3  # of a submission's folder copied for its notebook; larger files are left out
+MAX_ARTIFACTS = 10
+MODEL_SUFFIXES = (".h5", ".hdf5", ".keras", ".tflite")  # as grader.discover's (not imported: the runner stays small)
+_FULL_MARGIN = 1024**2
+
+
+def copy_tree(src: Path, dest: Path, budget: int = MAX_COPY_BYTES) -> list[str]:
+    """Copy a submission's regular files (no symbolic links, no hidden folders, nothing over the size
+    budget); returns the files left out."""
+    skipped: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        rel = Path(dirpath).relative_to(src)
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            if info.st_size > budget:
+                skipped.append((rel / name).as_posix())
+                continue
+            budget -= info.st_size
+            shutil.copyfile(path, dest / rel / name)
+    return skipped
+
+
+def model_snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = [d for d in dirnames if d not in (".ipynb_checkpoints",)]
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.suffix.lower() in MODEL_SUFFIXES:
+                info = path.lstat()
+                if stat.S_ISREG(info.st_mode):
+                    found[path.relative_to(root).as_posix()] = (info.st_size, info.st_mtime_ns)
+    return found
+
+
+def _filled(folders: tuple[str, ...]) -> bool:
+    for folder in folders:
+        try:
+            info = os.statvfs(folder)
+        except OSError:
+            continue
+        if info.f_bavail * info.f_frsize < _FULL_MARGIN:
+            return True
+    return False
+
+
+def _guard_runner() -> None:
+    """Make this process unreachable for the notebook's processes (same uid, no capabilities): not
+    dumpable (no /proc/1/fd, /proc/1/mem), and, being PID 1, deaf to every signal it does not handle;
+    Python's SIGINT handler would be one, so SIGINT does nothing."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+    signal.signal(signal.SIGINT, lambda *_: None)
+
+
 def main(argv: list[str]) -> int:
+    from grader.channel import send_file, send_json
     from grader.evaluate import _exit_with_parent, apply_limits
 
-    _exit_with_parent()
+    channel = int(argv[argv.index("--channel") + 1])
+    os.set_inheritable(channel, False)  # the kernel and its children never hold the runner's channel
+    sandboxed = os.getpid() == 1
+    if sandboxed:
+        _guard_runner()
+    else:
+        _exit_with_parent()
+    send_json(channel, {"started": True})
     request = NotebookRequest.model_validate_json(Path(argv[1]).read_text())
     apply_limits(request.limits)
+    content = Path(request.content_dir)
+    skipped = copy_tree(Path(request.source_dir), content, min(MAX_COPY_BYTES, request.limits.disk_bytes))
+    if skipped:
+        send_json(channel, {"note": f"files too large to copy beside the notebook: {', '.join(skipped[:5])}"})
+    before = model_snapshot(content)
     os.environ.update(request.kernel_env)
     os.environ.pop("PYTHONPATH", None)  # the runner found the grader here; the kernel gets only the stand-ins
     if "PYTHONPATH" in request.kernel_env:
         os.environ["PYTHONPATH"] = request.kernel_env["PYTHONPATH"]
     os.chdir(request.workdir)
     try:
-        result = run(request)
+        result = run(request, lambda record: send_json(channel, record))
     except Exception as exc:  # noqa: BLE001 - the runner's own failure, reported as the notebook's result
         traceback.print_exc()
         result = RunnerResult(status="error", message=f"the notebook could not be run: {type(exc).__name__}: {str(exc)[:300]}")
-    tmp = Path(request.out_dir) / "result.json.tmp"
-    tmp.write_text(result.model_dump_json())
-    tmp.replace(Path(request.out_dir) / "result.json")
+    if sandboxed:
+        import signal
+
+        try:  # nothing the notebook started may change its files while they are read
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+    if _filled(request.writable):
+        limit = request.limits.disk_bytes
+        result = result.model_copy(update={
+            "status": "error" if result.status == "completed" else result.status, "disk_full": True,
+            "message": (f"your notebook wrote more than {limit / 1024**3:g} GB, the limit for the files a notebook may "
+                        "write while it is graded" + (f"; {result.message}" if result.message else ""))})
+    send_json(channel, {"result": json.loads(result.model_dump_json())})
+    after = model_snapshot(content)
+    changed = [rel for rel, info in sorted(after.items()) if before.get(rel) != info][:MAX_ARTIFACTS]
+    for number, rel in enumerate(changed):
+        name = f"{number:02d}{Path(rel).suffix.lower()}"
+        send_json(channel, {"artifact": rel, "name": name})
+        send_file(channel, name, content / rel)
+    send_json(channel, {"end": True})
     return 0
 
 

@@ -249,7 +249,8 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         # GPU's memory is capped instead, per submission.
         limits = Limits(memory_bytes=None if device != "cpu" else int(settings.memory_limit_gb * 1024**3),
                         cpu_seconds=int(settings.timeout_per_model * (os.cpu_count() or 1)) + 60,
-                        gpu_memory_fraction=settings.gpu_fraction() if device != "cpu" else None)
+                        gpu_memory_fraction=settings.gpu_fraction() if device != "cpu" else None,
+                        disk_bytes=int(settings.disk_limit_gb * 1024**3), tasks=settings.max_tasks)
         zygotes = (ZygotePool(inputs.hidden_images.parent, scratch / "slots", device, slots)
                    if isolation.kind == "bwrap" and settings.zygote and ray_session is None else None)
         notebooks = None
@@ -265,7 +266,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
                                 batch_size=settings.batch_size, device_slots=slots,
                                 reference_weights=_reference_dir(settings, hidden_files.directory))
         settings_key = (f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}|{GATHER_FORMAT}|"
-                        f"{options.runs_code}|{settings.memory_limit_gb}|{os.environ.get('KERAS_BACKEND', 'tensorflow')}|{device.split(':')[0]}|"
+                        f"{options.runs_code}|{settings.memory_limit_gb}|{settings.disk_limit_gb}|{settings.max_tasks}|{os.environ.get('KERAS_BACKEND', 'tensorflow')}|{device.split(':')[0]}|"
                         f"{rubric.notebooks.model_dump_json() if rubric.notebooks.execute else 'static'}|"
                         f"{rubric.images.model_dump_json() if rubric.images else 'idx'}|{options.expects_models}")
         evidences: list[Evidence] = []
@@ -291,7 +292,8 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         # soon as it is done: a crash or Ctrl-C loses only the submissions still running
         for done in executor.run(todo, lambda sub: notify("start", sub.student, len(evidences), len(submissions))):
             evidence = score_gathered(done.gathered, scorer)
-            if not done.lost:  # a submission the cluster lost is tried again by the next run
+            # a submission the cluster lost, or one the grader itself failed on, is tried again by the next run
+            if not done.lost and evidence.status != "grader_fault":
                 cache.put(done.submission.student, keys[done.submission.student], evidence)
                 counts["gathered"] += 1
             evidences.append(evidence)

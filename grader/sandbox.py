@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -42,7 +42,7 @@ from grader.devices import DeviceSlots, Gpu, cuda_env, device_binds
 from grader.evaluate import WorkerRequest
 
 Isolation = Literal["bwrap", "none"]
-OutcomeKind = Literal["ok", "error", "timeout", "out_of_memory", "killed"]
+OutcomeKind = Literal["ok", "error", "timeout", "out_of_memory", "killed", "disk_full", "too_many_tasks"]
 
 NOT_SANDBOXED_NOTE = ("NOT SANDBOXED: bubblewrap (bwrap) is not usable here, so models are loaded in a plain "
                       "subprocess with resource limits only; models whose layers carry code were not run")
@@ -78,37 +78,79 @@ class WorkerOutcome(Frozen):
 
 
 def detect_isolation(want: Literal["auto", "bwrap", "none"] = "auto") -> IsolationInfo:
-    """Which isolation this machine gives. `auto`: bubblewrap when it works, else none (loudly)."""
+    """Which isolation this machine gives. `auto`: bubblewrap when it can create namespaces here, else
+    none (loudly, quoting bwrap's own error). A sandbox that bwrap can make but in which the grader's
+    own Python does not start (an interpreter path the sandbox cannot see) is a grader fault, never a
+    reason to drop isolation."""
     if want == "none":
         return IsolationInfo(kind="none", note=NOT_SANDBOXED_NOTE, detail="--sandbox none was given")
     problem = bwrap_problem()
     if problem is None:
+        python_problem = sandbox_python_problem()
+        if python_problem is not None:
+            from grader.errors import GraderFault
+
+            raise GraderFault(f"the sandbox cannot start the grader's Python: {python_problem}",
+                              hint=_python_hint(python_problem))
         return IsolationInfo(kind="bwrap", note=SANDBOXED_NOTE)
     if want == "bwrap":
         from grader.errors import GraderError
 
         raise GraderError(f"--sandbox bwrap: {problem}",
-                          hint="install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user namespaces, "
-                               "or use --sandbox auto")
+                          hint="install bubblewrap 0.8 or later (Debian/Ubuntu: apt-get install bubblewrap) and allow "
+                               "user namespaces, or use --sandbox auto")
     return IsolationInfo(kind="none", note=f"{NOT_SANDBOXED_NOTE} ({problem})", detail=problem)
 
 
+_NEEDED_OPTIONS = ("--size", "--disable-userns", "--as-pid-1")
+
+
 def bwrap_problem() -> str | None:
-    """Why bubblewrap cannot sandbox here, or None when it can (a real probe: namespaces, a Python)."""
+    """Why bubblewrap itself cannot sandbox here, or None when it can: a real probe that creates the
+    namespaces the sandboxes use, with only the system mounted."""
     exe = shutil.which("bwrap")
     if exe is None:
         return "bwrap is not installed"
     if platform.system() != "Linux":
         return "bubblewrap needs Linux"
     try:
-        probe = subprocess.run([exe, *_system_binds(), "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
-                                "--proc", "/proc", "--dev", "/dev", sys.executable, "-c", "pass"],
+        usage = subprocess.run([exe, "--help"], capture_output=True, timeout=30, text=True).stdout
+        missing = [o for o in _NEEDED_OPTIONS if o not in usage]
+        if missing:
+            return f"this bwrap is too old (no {', '.join(missing)}): the grader needs bubblewrap 0.8 or later"
+        probe = subprocess.run([exe, *_NAMESPACES, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"],
                                capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap could not start: {exc}"
     if probe.returncode != 0:
-        return "bwrap cannot create namespaces here: " + probe.stderr.decode(errors="replace").strip()[:200]
+        return "bwrap cannot create namespaces here: " + probe.stderr.decode(errors="replace").strip()[:300]
     return None
+
+
+def sandbox_python_problem() -> str | None:
+    """Why the grader's Python does not start in a sandbox mounted exactly as the real ones are
+    (None: it starts and imports the worker)."""
+    env = _env("/out")
+    args = [*bwrap_base(None, env, tmpfs=(("/tmp", 64 * 1024**2), ("/out", 64 * 1024**2))), *SEAL, "--chdir", "/out",
+            sys.executable, "-s", "-c", "import grader.evaluate, grader.notebook_run, grader.zygote"]
+    try:
+        probe = subprocess.run(args, capture_output=True, timeout=120, stdin=subprocess.DEVNULL,
+                               env={"PATH": os.environ.get("PATH", _SANDBOX_PATH)})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"the probe could not run: {exc}"
+    if probe.returncode != 0:
+        lines = [line for line in probe.stderr.decode(errors="replace").strip().splitlines() if line.strip()]
+        return (lines[-1] if lines else f"exit status {probe.returncode}")[:300]
+    return None
+
+
+def _python_hint(problem: str) -> str:
+    where = Path(sys.executable)
+    if "No such file" in problem or "execvp" in problem:
+        return (f"the sandbox mounts the system, the Python installation ({sys.prefix}) and the grader; "
+                f"{where} is not reachable inside it: install the grader in a virtual environment outside "
+                "/proc, /dev and /sys (a home folder, /opt or /tmp all work), then run it again")
+    return "run `grade` again with --traceback; if it persists, report it with the line above"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -129,9 +171,29 @@ def _python_roots() -> list[Path]:
     return out
 
 
+_SYSTEM = ("usr", "lib", "lib64", "lib32", "bin", "sbin")
+
+
+def _as_seen_links() -> list[tuple[str, str]]:
+    """(target, link) for each folder on the way to the interpreter as the grader was started that is
+    a symbolic link (``~/venv -> /data/venv``): the sandbox gets the same link, so the interpreter
+    path (and the virtualenv found from it) means the same inside."""
+    links: list[tuple[str, str]] = []
+    for start in (Path(sys.executable).parent, Path(sys.prefix)):
+        path = Path(os.path.abspath(start))
+        for depth in range(1, len(path.parts) + 1):
+            here = Path(*path.parts[:depth])
+            if here.is_symlink() and not any(here.is_relative_to(f"/{name}") for name in _SYSTEM):
+                pair = (str(here.resolve()), str(here))
+                if pair not in links:
+                    links.append(pair)
+                break
+    return links
+
+
 def _system_binds() -> list[str]:
     args: list[str] = []
-    for name in ("usr", "lib", "lib64", "lib32", "bin", "sbin"):
+    for name in _SYSTEM:
         path = Path("/") / name
         if path.is_symlink():
             args += ["--symlink", os.readlink(path), str(path)]
@@ -142,8 +204,10 @@ def _system_binds() -> list[str]:
         if path.exists():
             args += ["--ro-bind", str(path), str(path)]
     for root in _python_roots():
-        if not any(root.is_relative_to(f"/{name}") for name in ("usr", "lib", "lib64", "bin", "sbin")):
+        if not any(root.is_relative_to(f"/{name}") for name in _SYSTEM):
             args += ["--ro-bind", str(root), str(root)]
+    for target, link in _as_seen_links():
+        args += ["--symlink", target, link]
     return args
 
 
@@ -165,16 +229,35 @@ def _library_binds() -> list[str]:
     return args
 
 
-def bwrap_base(inputs_dir: Path | None, env: dict[str, str], gpus: Sequence[Gpu] = (), dev: Path = Path("/dev")) -> list[str]:
+# New user, mount, PID, network, IPC, UTS and cgroup namespaces; no user namespace may be made inside
+# (--disable-userns); the program bwrap runs is PID 1 itself (--as-pid-1), so no dumpable bwrap
+# process inside holds its pipes, and its processes cannot signal it (PID 1 of a namespace gets only
+# the signals it handles).
+_NAMESPACES = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+               "--cap-drop", "ALL", "--as-pid-1"]
+# Last options of every sandbox: nothing writable but its size-capped tmpfs mounts (bwrap's root and
+# /dev are tmpfs mounts without a size, so they are made read-only once everything is mounted)
+SEAL = ["--remount-ro", "/dev", "--remount-ro", "/"]
+SHM_SHARE = 4  # /dev/shm holds a quarter of a sandbox's writable budget
+
+
+def bwrap_base(inputs_dir: Path | None, env: dict[str, str], gpus: Sequence[Gpu] = (), dev: Path = Path("/dev"),
+               tmpfs: Sequence[tuple[str, int]] = ()) -> list[str]:
     """The bwrap options every sandbox shares: new namespaces, no capabilities, the read-only system,
     Python, grader package (at /grader-lib, found through PYTHONPATH whether installed editable or
     not) and unlabelled inputs (at /inputs; none for a notebook), and exactly `env` as the
-    environment. With `gpus`, their device nodes in `dev` (grader.devices.device_binds: nothing
-    else of /dev) and the CUDA libraries named by LD_LIBRARY_PATH. The caller adds its writable
-    folder and the program."""
-    args = ["bwrap", *_system_binds(), "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--proc", "/proc", "--dev", "/dev", *device_binds(gpus, dev), *(_library_binds() if gpus else []),
-            "--ro-bind", str(Path(__file__).resolve().parent), "/grader-lib/grader", "--clearenv"]
+    environment. Writable places are only the `tmpfs` mounts (path, bytes) and a /dev/shm of a
+    quarter of the largest one, mounted first, so that read-only binds may sit inside them (a
+    virtualenv under /tmp). With `gpus`, their device nodes in `dev` (grader.devices.device_binds:
+    nothing else of /dev) and the CUDA libraries named by LD_LIBRARY_PATH. The caller adds its own
+    binds and the program, and ends the options with `SEAL`."""
+    largest = max((size for _, size in tmpfs), default=64 * 1024**2)
+    args = ["bwrap", *_NAMESPACES, "--proc", "/proc", "--dev", "/dev",
+            "--size", str(max(16 * 1024**2, largest // SHM_SHARE)), "--tmpfs", "/dev/shm"]
+    for path, size in tmpfs:
+        args += ["--size", str(size), "--tmpfs", path]
+    args += [*_system_binds(), *device_binds(gpus, dev), *(_library_binds() if gpus else []),
+             "--ro-bind", str(Path(__file__).resolve().parent), "/grader-lib/grader", "--clearenv"]
     if inputs_dir is not None:
         args += ["--ro-bind", str(inputs_dir), "/inputs"]
     for key, value in env.items():
@@ -203,18 +286,6 @@ def inner_request(request: WorkerRequest, model_paths: list[str], out_dir: str) 
 def placed(request: WorkerRequest, gpu: Gpu | None) -> WorkerRequest:
     """`request` told which device its worker was given (the worker records it, grader.backends)."""
     return request.model_copy(update={"device": gpu.device if gpu is not None else "cpu"})
-
-
-def _bwrap_command(request: WorkerRequest, scratch: Path, gpu: Gpu | None,
-                   dev: Path = Path("/dev")) -> tuple[list[str], WorkerRequest]:
-    """A one-off sandbox for one request: the bwrap command line (without the program to run), and the
-    request rewritten to the paths the worker sees inside."""
-    args = bwrap_base(inputs_dir_of(request), _env("/out", gpu), (gpu,) if gpu is not None else (), dev)
-    args += ["--tmpfs", "/tmp", "--dir", "/models", "--bind", str(scratch), "/out", "--chdir", "/out"]
-    inside = [f"/models/{_safe_name(m.index, m.path)}" for m in request.models]
-    for m, path in zip(request.models, inside, strict=True):
-        args += ["--ro-bind", str(Path(m.path).resolve()), path]
-    return args, inner_request(request, inside, "/out")
 
 
 def _env(home: str, gpu: Gpu | None = None) -> dict[str, str]:
@@ -321,30 +392,29 @@ def run_worker(request: WorkerRequest, scratch: Path, *, timeout: float, device:
 def run_worker_on(request: WorkerRequest, scratch: Path, gpu: Gpu | None, *, timeout: float,
                   isolation: Isolation = "none", cancel: threading.Event | None = None) -> WorkerOutcome:
     """`run_worker` on `gpu` (None: the CPU), which the caller holds."""
+    if isolation == "bwrap":  # a one-off sandbox: the zygote's, without its imports (one code path)
+        from grader.zygote import run_once
+
+        return run_once(request, scratch, gpu, timeout=timeout, cancel=cancel)
     scratch.mkdir(parents=True, exist_ok=True)
     request = placed(request, gpu)
     request_path = scratch / "request.json"
     log_path = scratch.parent / f"{scratch.name}.log"  # outside the worker's writable folder
-    if isolation == "bwrap":
-        prefix, inner = _bwrap_command(request, scratch, gpu)
-        request_path.write_text(inner.model_dump_json())
-        command = [*prefix, sys.executable, "-s", "-m", "grader.evaluate", "/out/request.json"]
-        env = {"PATH": os.environ.get("PATH", _SANDBOX_PATH)}  # for bwrap itself; the worker's is set inside
-        return run_sandboxed(command, scratch, env, log_path, timeout=timeout, cancel=cancel,
-                             seccomp=seccomp_program())
     request_path.write_text(request.model_dump_json())
     command = [sys.executable, "-m", "grader.evaluate", str(request_path)]
     return run_sandboxed(command, scratch, _env(str(scratch), gpu), log_path, timeout=timeout, cancel=cancel)
 
 
 def run_sandboxed(command: list[str], cwd: Path, env: dict[str, str], log_path: Path, *, timeout: float,
-                  cancel: threading.Event | None = None, seccomp: bytes | None = None) -> WorkerOutcome:
+                  cancel: threading.Event | None = None, seccomp: bytes | None = None, pass_fds: tuple[int, ...] = (),
+                  after_start: Callable[[], None] | None = None) -> WorkerOutcome:
     """Start `command` (a bwrap command line, or a plain one) in its own session with its output in
     `log_path`; wait at most `timeout` seconds or until `cancel` is set (then it is killed, with its
     whole process group, and KeyboardInterrupt is raised). A `seccomp` program is handed to bwrap as
-    ``--seccomp FD`` (inserted before the program to run, which follows the last bwrap option)."""
+    ``--seccomp FD`` (inserted before the program to run, which follows the last bwrap option).
+    `pass_fds` are handed to the command; `after_start` runs once it has started (to close the
+    grader's copy of a pipe's write end)."""
     seccomp_file = None
-    pass_fds: tuple[int, ...] = ()
     if seccomp is not None:
         seccomp_file = tempfile.TemporaryFile()
         seccomp_file.write(seccomp)
@@ -352,13 +422,15 @@ def run_sandboxed(command: list[str], cwd: Path, env: dict[str, str], log_path: 
         fd = seccomp_file.fileno()
         at = command.index(sys.executable)
         command = [*command[:at], "--seccomp", str(fd), *command[at:]]
-        pass_fds = (fd,)
+        pass_fds = (*pass_fds, fd)
     start = time.perf_counter()
     kind: OutcomeKind | None = None
     try:
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds)
+            if after_start is not None:
+                after_start()
             deadline = time.monotonic() + timeout
             try:
                 while True:
@@ -416,7 +488,12 @@ def classify(returncode: int | None, log_tail: str) -> OutcomeKind:
     return "error"
 
 
-def describe(kind: OutcomeKind, returncode: int | None, timeout: float) -> str:
+def describe(kind: OutcomeKind, returncode: int | None, timeout: float, *, disk_bytes: int = 0, tasks: int = 0) -> str:
+    if kind == "disk_full":
+        return (f"the process wrote more than {_size(disk_bytes)}, the limit for the files one submission may write "
+                "while it is graded")
+    if kind == "too_many_tasks":
+        return f"the process started more than {tasks} processes or threads at once, the limit for one submission"
     if kind == "timeout":
         return f"evaluation did not finish within {timeout:.0f} s, the time limit for it"
     if kind == "out_of_memory":
@@ -434,6 +511,10 @@ def describe(kind: OutcomeKind, returncode: int | None, timeout: float) -> str:
     if kind == "error":
         return f"the process evaluating this model stopped with exit status {returncode}"
     return ""
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**3:g} GB" if n >= 1024**3 else f"{n / 1024**2:g} MB"
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

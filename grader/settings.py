@@ -31,6 +31,8 @@ class Settings(BaseModel):
     timeout_per_model: float = Field(default=1800.0, gt=0)
     sandbox: Literal["auto", "bwrap", "none"] = "auto"
     memory_limit_gb: float = Field(default=8.0, gt=0)  # address space of one evaluation process
+    disk_limit_gb: float = Field(default=2.0, gt=0)  # what one submission's sandbox may write (its tmpfs mounts)
+    max_tasks: int = Field(default=512, ge=16)  # processes and threads of one sandbox at once (a pids cgroup, where one can be made)
     allow_unsandboxed_code: bool = False
     zygote: bool = True  # sandboxed workers fork from a pre-imported one instead of starting Python each time
     batch_size: int = Field(default=256, ge=1)

@@ -3,27 +3,35 @@
 Importing TensorFlow and Keras costs ~3 s, more than loading and predicting a small CNN; a fresh
 sandboxed interpreter per submission spent most of its time importing (bench/isolation.py). A
 zygote pays the import once per job slot and forks a child per submission, so every submission
-still gets its own process, limits and seccomp filter.
+still gets its own process, limits and seccomp filter. A one-off sandbox (``--no-zygote``, a GPU task
+on Ray) is the same thing without the imports, serving one request (`run_once`).
 
-The zygote runs in one bwrap sandbox per job slot (same view as `grader.sandbox`: read-only system,
-Python, grader and unlabelled inputs; no network; no capabilities; read-only root) plus one writable
-folder, the slot, at ``/slot``. For each submission the grader:
-1. empties the slot, copies that submission's model files into a fresh, randomly named folder in it
-   (so a child sees only its own submission, and nothing a previous child left behind);
-2. asks the zygote to run the request; the zygote forks; the child lowers its limits, installs the
-   seccomp filter (no new processes, no ptrace), sends its output to a log in its folder and runs
-   `grader.evaluate.run`; the zygote waits and answers with the exit status;
-3. moves the child's answer files out of the slot into the caller's scratch folder.
-The zygote is not dumpable, so a child (same uid, no capabilities) cannot write its memory through
-``/proc``. A child that kills the zygote or outlives its time limit has the whole slot sandbox
-killed; the next submission starts a new zygote.
+The zygote's sandbox (grader.sandbox.bwrap_base: read-only system, Python, grader and unlabelled
+inputs; no network; no capabilities; no user namespaces inside) has exactly two places the
+submission's process may write, both size-capped tmpfs mounts that start empty for every child
+because the zygote empties them after each one: ``/work`` (the child's folder, its TMPDIR and HOME)
+and ``/dev/shm``. The slot, where the grader puts the one submission's model files and its request,
+is bound READ-ONLY at ``/slot``. Per submission:
+1. the grader empties the slot, copies that submission's model files and its request into a fresh,
+   randomly named folder in it and writes ``run <nonce> <folder>`` on the zygote's stdin;
+2. the zygote forks; the child lowers its limits, installs the seccomp filter (no new processes, no
+   ptrace), sends its output to a log in its folder under /work and runs `grader.evaluate.run`;
+3. the zygote reaps it, and only then answers on its stdout (grader.channel frames): the nonce, the
+   pid it forked and reaped, the wait status, the log's tail, whether the writable space was full,
+   then the files the child wrote, then an end frame; then it empties /work and /dev/shm.
 
-Protocol on the zygote's stdin/stdout: the grader writes one request path per line; the zygote
-answers ``ready`` once after its imports, then ``exit <wait status>`` per request.
+Why a child cannot speak for itself or for another: the zygote is PID 1 of its namespace
+(``--as-pid-1``) and not dumpable, so a child (same uid, no capabilities) can open none of its
+``/proc/1/fd``, ``/proc/1/mem``; the child closes its copies of the zygote's pipes before any student
+code runs; PID 1 ignores every signal it does not handle, and it handles none that stop it. The
+grader accepts an answer only with the nonce it sent and the pid the zygote reaped, and moves on
+only once the child is gone (a child cannot fork, so nothing of it outlives it). A child past its
+time gets its whole sandbox killed; the next submission starts a new zygote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -35,16 +43,21 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+from grader import cgroups
+from grader.channel import ChannelError, read_frames, send_file, send_json
 from grader.devices import DeviceSlots, Gpu
-from grader.evaluate import WorkerRequest
+from grader.evaluate import Limits, WorkerRequest
 from grader.sandbox import (
-    WorkerOutcome, _env, _safe_name, bwrap_base, classify, describe, inner_request, log_tail, placed, run_worker_on,
-    seccomp_program,
+    SEAL, WorkerOutcome, _env, _safe_name, bwrap_base, classify, describe, inner_request, placed, seccomp_program,
 )
 
 _READY_TIMEOUT = 180.0
 _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, _PR_SET_DUMPABLE = 38, 22, 2, 4
+_LOG_TAIL = 4000
+_MAX_ANSWER_FILES = 64
+_FULL_MARGIN = 1024**2  # a writable place with less than this left counts as filled
 
 
 # ------------------------------------------------------------------------------------------------
@@ -63,59 +76,97 @@ def _install_seccomp(program: bytes) -> None:
         raise OSError(ctypes.get_errno(), "could not install the seccomp filter")
 
 
-def _child(request_path: str, program: bytes | None) -> int:
+def _child(request_path: str, program: bytes | None, folder: Path) -> int:
     from grader import evaluate
 
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     request = WorkerRequest.model_validate_json(Path(request_path).read_text())
-    folder = Path(request.out_dir)
-    log = os.open(folder.parent / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    log = os.open(folder / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
+    os.dup2(null, 0)  # the zygote's pipes: the child keeps no copy of them
     os.dup2(log, 1)
     os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
     sys.stdout = os.fdopen(1, "w", buffering=1)
     sys.stderr = os.fdopen(2, "w", buffering=1)
-    os.environ.update(TMPDIR=str(folder.parent / "tmp"), HOME=str(folder.parent), KERAS_HOME=str(folder.parent / ".keras"))
-    (folder.parent / "tmp").mkdir(exist_ok=True)
+    os.environ.update(TMPDIR=str(folder / "tmp"), HOME=str(folder), KERAS_HOME=str(folder / ".keras"))
     if program is not None:
         _install_seccomp(program)
     evaluate.run(request)
     return 0
 
 
-def serve() -> None:
-    """The zygote's main loop (``python -m grader.zygote``)."""
-    import numpy  # noqa: F401 - imported once here, shared by every forked child
-    import keras  # noqa: F401
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, path.stat().st_size - _LOG_TAIL))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
-    for optional in ("tensorflow", "tf_keras"):
-        try:
-            __import__(optional)
-        except ImportError:
-            pass
-    ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+def _filled(folder: str) -> bool:
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < _FULL_MARGIN
+
+
+def _empty(folder: Path) -> None:
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def serve(preload: bool = True) -> None:
+    """The zygote's main loop (``python -m grader.zygote [--once]``)."""
+    ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # before anything of a student exists
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if preload:
+        import numpy  # noqa: F401 - imported once here, shared by every forked child
+        import keras  # noqa: F401
+
+        for optional in ("tensorflow", "tf_keras"):
+            try:
+                __import__(optional)
+            except ImportError:
+                pass
     program = seccomp_program()
-    out = sys.stdout
-    out.write("ready\n")
-    out.flush()
-    for line in sys.stdin:
-        request_path = line.strip()
-        if not request_path:
+    out = sys.stdout.fileno()
+    send_json(out, {"ready": True})
+    for raw in sys.stdin.buffer:
+        parts = raw.decode("ascii", "replace").split()
+        if len(parts) != 3 or parts[0] != "run":
             continue
+        _, nonce, name = parts
+        folder = Path("/work") / name
+        (folder / "out").mkdir(parents=True)
+        (folder / "tmp").mkdir()
         pid = os.fork()
         if pid == 0:
             code = 2
             try:
-                code = _child(request_path, program)
+                code = _child(f"/slot/{name}/request.json", program, folder)
             except BaseException:  # noqa: BLE001 - the child reports through its log and exit status
                 import traceback
 
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        out.write(f"exit {status}\n")
-        out.flush()
+        reaped, status = os.waitpid(pid, 0)
+        files = sorted(p for p in (folder / "out").iterdir() if p.is_file() and not p.is_symlink())[:_MAX_ANSWER_FILES]
+        send_json(out, {"nonce": nonce, "pid": pid, "reaped": reaped, "status": status, "log_tail": _tail(folder / "worker.log"),
+                        "full": _filled("/work") or _filled("/dev/shm")})
+        for path in files:
+            send_file(out, path.name, path)
+        send_json(out, {"nonce": nonce, "end": True})
+        _empty(Path("/work"))
+        _empty(Path("/dev/shm"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -124,38 +175,54 @@ def serve() -> None:
 
 class Zygote:
     """One zygote sandbox (one job slot) on one device: `gpu`, whose node alone is bound into it, or
-    the CPU (None). Not thread-safe: a pool hands each one to one thread.
+    the CPU (None). Not thread-safe: a pool hands each one to one thread. The request's limits say
+    the size of the child's writable space (`disk_bytes`) and the most processes and threads the
+    sandbox may hold (`tasks`: a pids cgroup, where the machine lets the grader make one; grader.cgroups).
 
     The zygote imports the libraries but never touches the device (importing TensorFlow, torch or
     JAX does not initialise CUDA, and CUDA does not survive a fork once initialised): each forked
     child initialises it, after capping its memory (grader.backends)."""
 
-    def __init__(self, inputs_dir: Path, slot: Path, gpu: Gpu | None = None, dev: Path = Path("/dev")) -> None:
-        self.inputs_dir, self.slot, self.gpu, self.dev = inputs_dir, slot, gpu, dev
-        self.proc: subprocess.Popen[str] | None = None
+    def __init__(self, inputs_dir: Path, slot: Path, gpu: Gpu | None = None, dev: Path = Path("/dev"), *,
+                 preload: bool = True) -> None:
+        self.inputs_dir, self.slot, self.gpu, self.dev, self.preload = inputs_dir, slot, gpu, dev, preload
+        self.disk_bytes, self.tasks = Limits().disk_bytes, Limits().tasks  # the first request's, when it starts
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._stack = contextlib.ExitStack()
+        self._cap: cgroups.TaskCap | None = None
 
     def command(self) -> list[str]:
         """The bwrap command line of this zygote's sandbox and the program in it."""
-        env = {**_env("/out", self.gpu), "HOME": "/slot", "KERAS_HOME": "/slot/.keras", "TMPDIR": "/slot",
-               "MPLCONFIGDIR": "/slot"}
-        args = [*bwrap_base(self.inputs_dir, env, (self.gpu,) if self.gpu is not None else (), self.dev),
-                "--bind", str(self.slot), "/slot", "--chdir", "/slot", "--remount-ro", "/"]
-        return [*args, sys.executable, "-s", "-m", "grader.zygote"]
+        env = {**_env("/out", self.gpu), "HOME": "/work", "KERAS_HOME": "/work/.keras", "TMPDIR": "/work",
+               "MPLCONFIGDIR": "/work"}
+        args = [*bwrap_base(self.inputs_dir, env, (self.gpu,) if self.gpu is not None else (), self.dev,
+                            tmpfs=(("/work", self.disk_bytes),)),
+                "--ro-bind", str(self.slot), "/slot", *SEAL, "--chdir", "/work"]
+        return [*args, sys.executable, "-s", "-m", "grader.zygote", *([] if self.preload else ["--once"])]
 
-    def _start(self) -> None:
+    def _start(self, limits: Limits) -> None:
+        from grader.errors import GraderFault
+
+        self.disk_bytes, self.tasks = limits.disk_bytes, limits.tasks
         self.slot.mkdir(parents=True, exist_ok=True)
-        log = open(self.slot.parent / f"{self.slot.name}-zygote.log", "ab")  # noqa: SIM115 - lives as long as the zygote
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
-                                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-        log.close()
-        line = self._read_line(time.monotonic() + _READY_TIMEOUT, None)
-        if line != "ready":
+        self._cap = self._stack.enter_context(cgroups.task_cap(self.tasks))
+        log_path = self.slot.parent / f"{self.slot.name}-zygote.log"
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen([*self._cap.prefix(), *self.command()], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        answer = self._answer(time.monotonic() + _READY_TIMEOUT, None)
+        if not answer or not answer[0].get("ready"):
+            lines = [line for line in _read_text(log_path).splitlines() if line.strip()]
             self.close()
-            raise RuntimeError(f"the evaluation zygote did not start ({line or 'no answer'})")
+            raise GraderFault("the evaluation sandbox did not start"
+                              + (f": {lines[-1][:300]}" if lines else " (it said nothing)"),
+                              hint="run `grade` again; if it fails the same way, run it with --sandbox none on a "
+                                   "machine you trust, and report the line above")
 
-    def _read_line(self, deadline: float, cancel: threading.Event | None) -> str | None:
-        """One line from the zygote, or None at the deadline, on Ctrl-C (raises) or if it died."""
+    def _answer(self, deadline: float, cancel: threading.Event | None, files_dir: Path | None = None) -> list[Any] | None:
+        """The zygote's next answer, as frames up to its end (or the ready frame); None at the
+        deadline, on a broken stream or if it died (raises KeyboardInterrupt on Ctrl-C)."""
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         while True:
@@ -167,49 +234,66 @@ class Zygote:
                 return None
             ready, _, _ = select.select([fd], [], [], min(left, 0.25))
             if ready:
-                line = self.proc.stdout.readline()
-                return line.strip() if line else None
+                break
+        frames: list[Any] = []
+        try:
+            for frame in read_frames(self.proc.stdout, files_dir or self.slot.parent / "unused",  # type: ignore[arg-type]
+                                     max_file_bytes=self.disk_bytes, max_total_bytes=2 * self.disk_bytes + 2**26):
+                frames.append(frame.document if frame.kind == "json" else frame)
+                if frame.kind == "json" and (frame.document.get("end") or frame.document.get("ready")):
+                    return frames
+        except (ChannelError, OSError, AttributeError):
+            return None
+        return None
 
     def run(self, request: WorkerRequest, scratch: Path, *, timeout: float,
             cancel: threading.Event | None = None) -> WorkerOutcome:
         if self.proc is None or self.proc.poll() is not None:
-            self._start()
-        assert self.proc is not None and self.proc.stdin is not None
-        for entry in self.slot.iterdir():  # nothing from a previous submission remains
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-        name = secrets.token_hex(8)
+            self._start(request.limits)
+        assert self.proc is not None and self.proc.stdin is not None and self._cap is not None
+        _empty(self.slot)  # nothing from a previous submission remains
+        name, nonce = secrets.token_hex(8), secrets.token_hex(16)
         folder = self.slot / name
         (folder / "models").mkdir(parents=True)
-        (folder / "out").mkdir()
         inside = []
         for m in request.models:
             target = folder / "models" / _safe_name(m.index, m.path)
             shutil.copyfile(m.path, target)
             inside.append(f"/slot/{name}/models/{target.name}")
-        inner = placed(inner_request(request, inside, f"/slot/{name}/out"), self.gpu)
+        inner = placed(inner_request(request, inside, f"/work/{name}/out"), self.gpu)
         (folder / "request.json").write_text(inner.model_dump_json())
+        refused_before = self._cap.refused()
         start = time.perf_counter()
-        kind = None
-        try:
-            self.proc.stdin.write(f"/slot/{name}/request.json\n")
-            self.proc.stdin.flush()
-            line = self._read_line(time.monotonic() + timeout, cancel)
-        except (BrokenPipeError, OSError):
-            line = None
-        if line is None:
-            kind = "timeout" if self.proc.poll() is None else None
-            self.close()  # a child past its time, or a zygote that died: the next submission gets a new one
-        returncode = _returncode(line)
-        tail = log_tail(folder / "worker.log")
         scratch.mkdir(parents=True, exist_ok=True)
-        for produced in (folder / "out").iterdir():
-            if produced.is_file() and not produced.is_symlink():
-                shutil.move(str(produced), scratch / produced.name)
-        if kind is None:
-            kind = classify(returncode, tail) if line is not None else "killed"
+        try:
+            self.proc.stdin.write(f"run {nonce} {name}\n".encode())
+            self.proc.stdin.flush()
+            frames = self._answer(time.monotonic() + timeout, cancel, scratch)
+        except (BrokenPipeError, OSError):
+            frames = None
+        head = frames[0] if frames and isinstance(frames[0], dict) else None
+        if head is None or head.get("nonce") != nonce or head.get("pid") != head.get("reaped") \
+                or not isinstance(head.get("status"), int) or frames[-1] != {"nonce": nonce, "end": True}:
+            timed_out = frames is None and self.proc.poll() is None
+            self.close()  # a child past its time, or a zygote that died: the next submission gets a new one
+            for produced in scratch.iterdir():  # nothing of an answer that did not end is believed
+                if produced.is_file():
+                    produced.unlink()
+            kind = "timeout" if timed_out else "killed"
+            return WorkerOutcome(kind=kind, returncode=None, seconds=time.perf_counter() - start, log_tail="",
+                                 message=describe(kind, None, timeout) if timed_out
+                                 else "the grader's evaluation process was stopped while it evaluated this model")
+        status = head["status"]
+        returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        tail = str(head.get("log_tail", ""))[-_LOG_TAIL:]
+        kind = classify(returncode, tail)
+        message = describe(kind, returncode, timeout)
+        if head.get("full"):
+            kind, message = "disk_full", describe("disk_full", returncode, timeout, disk_bytes=self.disk_bytes)
+        elif self._cap.refused() > refused_before:
+            kind, message = "too_many_tasks", describe("too_many_tasks", returncode, timeout, tasks=self.tasks)
         return WorkerOutcome(kind=kind, returncode=returncode, seconds=time.perf_counter() - start, log_tail=tail,
-                             message=describe(kind, returncode, timeout) if line is not None or kind == "timeout"
-                             else "the grader's evaluation process was stopped while it evaluated this model")
+                             message=message)
 
     def close(self) -> None:
         if self.proc is not None:
@@ -218,14 +302,37 @@ class Zygote:
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait()
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                with contextlib.suppress(OSError):
+                    if pipe is not None:
+                        pipe.close()
             self.proc = None
+        self._stack.close()
+        self._cap = None
 
 
-def _returncode(line: str | None) -> int | None:
-    if not line or not line.startswith("exit "):
-        return None
-    status = int(line.split()[1])
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-4000:]
+    except OSError:
+        return ""
+
+
+def run_once(request: WorkerRequest, scratch: Path, gpu: Gpu | None, *, timeout: float,
+             cancel: threading.Event | None = None) -> WorkerOutcome:
+    """One request in a one-off sandbox: a zygote that imports nothing before it forks."""
+    zygote = Zygote(_inputs_dir(request), scratch.parent / f"{scratch.name}-slot", gpu, preload=False)
+    try:
+        return zygote.run(request, scratch, timeout=timeout, cancel=cancel)
+    finally:
+        zygote.close()
+        shutil.rmtree(zygote.slot, ignore_errors=True)
+
+
+def _inputs_dir(request: WorkerRequest) -> Path:
+    from grader.sandbox import inputs_dir_of
+
+    return inputs_dir_of(request)
 
 
 class ZygotePool:
@@ -239,7 +346,6 @@ class ZygotePool:
         self._free: dict[int | None, list[Zygote]] = {}  # idle zygotes by GPU number (None: the CPU)
         self._all: list[Zygote] = []
         self._lock = threading.Lock()
-        self.broken = False  # set when a zygote fails to start; then every submission gets a fresh sandbox
 
     def run(self, request: WorkerRequest, scratch: Path, *, timeout: float,
             cancel: threading.Event | None = None) -> WorkerOutcome:
@@ -252,12 +358,7 @@ class ZygotePool:
                     zygote = Zygote(self.inputs_dir, self.root / f"slot{len(self._all)}", gpu)
                     self._all.append(zygote)
             try:
-                if not self.broken:
-                    try:
-                        return zygote.run(request, scratch, timeout=timeout, cancel=cancel)
-                    except RuntimeError:  # the zygote could not start: a fresh sandbox per submission still works
-                        self.broken = True
-                return run_worker_on(request, scratch, gpu, timeout=timeout, isolation="bwrap", cancel=cancel)
+                return zygote.run(request, scratch, timeout=timeout, cancel=cancel)
             finally:
                 with self._lock:
                     self._free[key].append(zygote)
@@ -268,4 +369,4 @@ class ZygotePool:
 
 
 if __name__ == "__main__":
-    serve()
+    serve(preload="--once" not in sys.argv)

@@ -395,22 +395,3 @@ def test_precheck_refuses_layers_that_load_from_paths(tmp_path: Path) -> None:
     inline = _with_config_layer(tmp_path / "plain.h5", tmp_path / "inline.h5",
                                 {"class_name": "StringLookup", "config": {"name": "words", "vocabulary": ["a", "b"]}})
     assert precheck(inline) == []  # a vocabulary stored in the file is fine
-
-
-def test_a_zygote_that_cannot_start_falls_back_to_a_fresh_sandbox(tmp_path: Path, fmnist_dir: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    _need_bwrap()
-    from grader import zygote
-
-    def fail(self: zygote.Zygote) -> None:
-        raise RuntimeError("the evaluation zygote did not start (test)")
-
-    monkeypatch.setattr(zygote.Zygote, "_start", fail)
-    subs = tmp_path / "class"
-    (subs / "good").mkdir(parents=True)
-    keras3_cnn(fmnist_dir, subs / "good" / "cnn.keras")
-    outcome = grade(subs, load_rubric(ROOT / "rubrics" / "hw10.yaml"),
-                    Settings(out=tmp_path / "out", hidden_tests=fmnist_dir, download=False, public_sample=20, project_root=ROOT,
-                             sandbox="bwrap"))
-    (model,) = outcome.results.students[0].evidence.models
-    assert model.status == "evaluated" and outcome.results.run.sandboxed
