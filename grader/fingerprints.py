@@ -36,6 +36,7 @@ from typing import IO
 import h5py
 import numpy as np
 
+from grader.filetype import FileKindError, ModelKind, sniff
 from grader.inspect import open_member_h5  # reads a stored `.keras` member in place (no copy)
 
 __all__ = ["code_fingerprints", "decode_labels", "encode_labels", "weights_fingerprint"]
@@ -43,7 +44,6 @@ __all__ = ["code_fingerprints", "decode_labels", "encode_labels", "weights_finge
 # ---------------------------------------------------------------------------------------------
 # Weights
 
-_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 _WEIGHTS_MEMBER = "model.weights.h5"
 _MAX_MEMBER_BYTES = 2 * 1024**3  # a `.keras` weights member; VGG16 with its top is 0.5 GB
 _MAX_TENSOR_BYTES = 2 * 1024**3  # all tensors hashed in one file together
@@ -60,28 +60,28 @@ class _Refused(Exception):
     """The file is beyond what the fingerprint reads (too many objects, too many bytes)."""
 
 
-def weights_fingerprint(path: Path) -> str | None:
+def weights_fingerprint(path: Path, kind: ModelKind | None = None) -> str | None:
     """sha256 (hex) over the sorted per-tensor hashes of the weights stored in a Keras model file.
 
     Reads a legacy `.h5` model (its `model_weights` group), a weights-only `.h5`
     (``save_weights``), or a `.keras` zip (its `model.weights.h5`). None when the file holds no
     weights or cannot be read; never raises for a bad file. Only real datasets reached through hard
     links are read: soft and external links, external storage and virtual datasets are skipped.
+    `kind`: what the file is, grader.filetype's decision (taken here when not given).
     """
     try:
-        with path.open("rb") as fh:
-            head = fh.read(4)
-        if head in _ZIP_SIGNATURES:
+        kind = kind or sniff(path)
+        if kind == "keras":
             with _open_keras_weights(path) as f:
                 return _fingerprint(f) if f is not None else None
-        if not h5py.is_hdf5(str(path)):
+        if kind != "h5":
             return None
         with h5py.File(path, "r") as f:
             root = f.get("model_weights", getlink=True)
             if isinstance(root, h5py.HardLink) and isinstance(f["model_weights"], h5py.Group):
                 return _fingerprint(f["model_weights"])
             return _fingerprint(f)
-    except (_Refused, *_READ_ERRORS):
+    except (_Refused, FileKindError, *_READ_ERRORS):
         return None
 
 

@@ -41,11 +41,10 @@ import numpy as np
 
 from grader.applications import detect_bases, layer_token
 from grader.evidence import Architecture, LayerInfo
+from grader.filetype import FileKindError, ModelKind, sniff
 
 __all__ = ["InspectError", "inspect_model_file", "read_layer_kernel"]
 
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 _MAX_CONFIG_BYTES = 64 * 1024**2
 _MAX_DEPTH = 64  # nested containers; a real model has a handful
 _MAX_H5_OBJECTS = 500_000  # groups and datasets visited in one weights file
@@ -195,31 +194,19 @@ def _check_not_directory(path: Path) -> None:
         raise InspectError(f"{path.name}: file not found")
 
 
-def _sniff(path: Path) -> Literal["h5", "zip"] | None:
-    with path.open("rb") as fh:
-        head = fh.read(8)
-    if head.startswith(_ZIP_SIGNATURES):
-        return "zip"
-    if head == _HDF5_SIGNATURE or h5py.is_hdf5(str(path)):  # is_hdf5 also finds a user block
-        return "h5"
-    return None
-
-
-@contextmanager
-def _open_source(path: Path) -> Iterator[_Source]:
-    """Open a model file of either kind; errors become InspectError naming the file."""
+def _open_source(path: Path, kind: ModelKind | None = None) -> Iterator[_Source]:
+    """Open a model file as `kind` (grader.filetype's decision; taken here when not given); errors
+    become InspectError naming the file."""
     _check_not_directory(path)
-    try:
-        kind = _sniff(path)
-    except OSError as exc:
-        raise InspectError(f"{path.name}: the file cannot be read ({exc.strerror or exc})") from None
     if kind is None:
-        raise InspectError(
-            f"{path.name}: not a Keras model file (neither HDF5 .h5 nor a .keras zip); "
-            "save the model with model.save('model.keras')"
-        )
+        try:
+            kind = sniff(path)
+        except FileKindError as exc:
+            raise InspectError(str(exc)) from None
+    if kind == "tflite":
+        raise InspectError(f"{path.name}: a TensorFlow Lite model, which has no Keras config to read")
     try:
-        if kind == "zip":
+        if kind == "keras":
             with _open_keras_zip(path) as source:
                 yield source
         else:
@@ -952,14 +939,15 @@ def _architecture(source: _Source, root: _Node) -> Architecture:
     )
 
 
-def inspect_model_file(path: Path) -> Architecture:
+def inspect_model_file(path: Path, kind: ModelKind | None = None) -> Architecture:
     """The architecture of a saved Keras model (`.h5` or `.keras`), read without running any code.
 
+    `kind`: grader.filetype's decision for the file ("h5" or "keras"); taken here when not given.
     Raises `InspectError` with a message for the student (naming the file) when the file is not a
     whole saved model or cannot be read.
     """
     path = Path(path)
-    with _open_source(path) as source:
+    with _open_source(path, kind) as source:
         root = _parse_tree(source.config, path, source.keras_version)
         try:
             return _architecture(source, root)
@@ -977,14 +965,14 @@ def _kernel_var(variables: Sequence[_Var]) -> _Var | None:
     return next((v for v in variables if len(v.shape) >= 2), None)
 
 
-def read_layer_kernel(path: Path, layer_path: Sequence[str]) -> np.ndarray | None:
+def read_layer_kernel(path: Path, layer_path: Sequence[str], kind: ModelKind | None = None) -> np.ndarray | None:
     """The kernel (first weight with >= 2 dimensions) of one layer of a saved model, or None.
 
     The only place that reads weight DATA, one dataset, capped in size: used to compare a base's first
     convolution with reference weights (see `grader.pretrained`).
     """
     path = Path(path)
-    with _open_source(path) as source:
+    with _open_source(path, kind) as source:
         root = _parse_tree(source.config, path, source.keras_version)
         try:
             weights = _weights_by_layer(source, root)

@@ -8,6 +8,10 @@ choke on, are refused with a message naming the file:
   wrappers (`JaxLayer`, `FlaxLayer`, `TorchModuleWrapper`), lookup/vectorisation layers whose
   vocabulary is a file path rather than a list.
 Archive members that escape their folder are refused by grader.inspect and grader.discover.
+
+What the file is (HDF5, a `.keras` zip, TFLite) is not decided here: it is grader.filetype's one
+decision, passed in as `kind` (or taken from `sniff` when a caller has none), and a file that is two
+formats at once, or not the one its name says, is refused there.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 
 import h5py
 
+from grader.filetype import FileKindError, ModelKind, sniff
+
 MAX_DATASET_BYTES = 4 * 1024**3  # one weight tensor; all of VGG16 is 0.5 GB
 MAX_OBJECTS = 500_000
 REFUSED_LAYERS = {
@@ -29,12 +35,20 @@ REFUSED_LAYERS = {
 LOOKUP_LAYERS = ("StringLookup", "IntegerLookup", "TextVectorization")
 
 
-def precheck(path: Path, label: str | None = None) -> list[str]:
-    """Problems that make `path` unsafe to open with a loader ([] when there are none)."""
+def precheck(path: Path, label: str | None = None, kind: ModelKind | None = None) -> list[str]:
+    """Problems that make `path` unsafe to open with a loader ([] when there are none). `kind` is
+    grader.filetype's decision for the file; without it, that decision is taken here."""
     name = label or path.name
+    if kind is None:
+        try:
+            kind = sniff(path, name)
+        except FileKindError as exc:
+            return [str(exc)]
     problems: list[str] = []
     try:
-        if zipfile.is_zipfile(path):
+        if kind == "tflite":
+            return []  # a FlatBuffer: read by grader.tflite's bounds-checked reader, never by h5py or zipfile
+        if kind == "keras":
             with zipfile.ZipFile(path) as zf:
                 names = set(zf.namelist())
                 if "config.json" in names and zf.getinfo("config.json").file_size < 64 * 1024**2:

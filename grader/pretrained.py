@@ -80,7 +80,7 @@ def _compare(arch: Architecture, base: BaseMatch, model_path: Path, reference: P
     if first is None:
         return None, f"the first layer of the {base.display} base could not be located"
     try:
-        kernel = read_layer_kernel(model_path, first)
+        kernel = read_layer_kernel(model_path, first, kind=arch.format if arch.format != "tflite" else None)
     except InspectError as exc:
         return None, str(exc)
     if kernel is None:
