@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import os
 import secrets
 import shutil
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from grader import datasets
+from grader._atomic import write_fault
 from grader._version import __version__
 from grader.adapt import Stats
 from grader.cache import EvidenceCache, cache_key
@@ -206,13 +209,17 @@ def _assignment_text(rubric: Rubric, settings: Settings) -> str:
 
 
 def _check_writable(out: Path) -> None:
+    probe = out / ".grader-write-test"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".grader-write-test"
         probe.write_text("ok")
-        probe.unlink()
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the machine's problem, not a usage error: exit 1
+            raise write_fault(exc, out, "the reports") from None
         raise GraderError(f"cannot write reports to {out}: {exc.strerror or exc}", hint="pass --out DIR with a folder you can write") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progress | None = None) -> GradeOutcome:

@@ -67,7 +67,10 @@ def test_classroom_sink_writes_one_file_for_one_submission_and_one_per_student_o
     assert one.name == "classroom.json"
     jsonschema.validate(json.loads(one.read_text()), SCHEMA)
     many = write_reports(class_results("alice", "bob", "eve|<b>"), tmp_path / "many", ["classroom"])
-    assert sorted(p.name for p in many) == ["alice.json", "bob.json", "eve__b_.json"]
+    from grader.report.names import preferred_stem
+
+    assert sorted(p.name for p in many) == ["alice.json", "bob.json", f"{preferred_stem('eve|<b>')}.json"]
+    assert preferred_stem("eve|<b>").startswith("eve__b_--")  # readable, and hashed: not 'eve__b_' of another student
     assert all(p.parent.name == "classroom" for p in many)
 
 

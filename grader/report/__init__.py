@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader._atomic import write_fault
 from grader.checks._registry import unknown_name_message
 from grader.results import Results
 
@@ -47,10 +48,25 @@ def get_sink(name: str) -> Sink:
 
 
 def write_reports(results: Results, out: Path, formats: Iterable[str], options: ReportOptions | None = None) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    """Run each sink in `formats`. A sink that fails does not keep the others from writing: every
+    sink runs, then the first failure is raised. A write the disk refuses (full, read-only) is a
+    GraderFault that names `out` and the fix (exit 1), and leaves no temporary file behind."""
+    sinks = [(name, get_sink(name)) for name in formats]  # an unknown name fails before anything is written
     written: list[Path] = []
-    for name in formats:
-        written += get_sink(name)(results, out, options or ReportOptions())
+    first: BaseException | None = None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_fault(exc, out, "the reports") from None
+    for _, sink in sinks:
+        try:
+            written += sink(results, out, options or ReportOptions())
+        except OSError as exc:
+            raise write_fault(exc, out, "the reports") from None  # the next sink would meet the same disk
+        except Exception as exc:  # noqa: BLE001  (raised below, once the other sinks have written)
+            first = first or exc
+    if first is not None:
+        raise first
     return written
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from grader.report import ReportOptions, register_sink
-from grader.report.files import _atomic_write, _cell
-from grader.report.html import file_stem
+from grader.report.files import _atomic_write, csv_text
+from grader.report.names import file_stems
 from grader.results import CriterionResult, Results, StudentResult
 
 # ------------------------------------------------------------------------------------------------
@@ -68,7 +68,8 @@ def _one_or_each(results: Results, out: Path, name: str, suffix: str) -> list[tu
         return [(results.students[0], out / f"{name}{suffix}")]
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    return [(s, folder / f"{file_stem(s.student)}{suffix}") for s in results.students]
+    stems = file_stems(s.student for s in results.students)  # one file per student, however alike their names
+    return [(s, folder / f"{stems[s.student]}{suffix}") for s in results.students]
 
 
 @register_sink("classroom")
@@ -178,13 +179,18 @@ def gradebook_rows(results: Results) -> list[dict[str, str]]:
     return rows
 
 
+def _frame_csv(frame: Any) -> str:
+    """A frame's CSV through `csv_text`, so that every cell is neutralised against formulas."""
+    return csv_text([list(frame.columns), *(list(row) for row in frame.itertuples(index=False, name=None))])
+
+
 def canvas_frame(results: Results) -> Any:
     """Canvas gradebook import: Student, ID, SIS User ID, SIS Login ID, Section, then one column named
     after the assignment id. The submission folder's name goes in SIS Login ID (Canvas matches rows by
     ID, SIS User ID or SIS Login ID); Canvas ignores the Points Possible row if present."""
     import pandas as pd
 
-    rows = [{"Student": "", "ID": "", "SIS User ID": "", "SIS Login ID": _cell(r["student"]), "Section": "",
+    rows = [{"Student": "", "ID": "", "SIS User ID": "", "SIS Login ID": r["student"], "Section": "",
              _assignment_column(results): r["points"]} for r in gradebook_rows(results)]
     return pd.DataFrame(rows, columns=["Student", "ID", "SIS User ID", "SIS Login ID", "Section", _assignment_column(results)])
 
@@ -194,7 +200,7 @@ def moodle_frame(results: Results) -> Any:
     one column per grade item and its feedback column, mapped in Moodle's import form."""
     import pandas as pd
 
-    rows = [{"Username": _cell(r["student"]), results.assignment: r["points"], "Feedback": _cell(r["feedback"])}
+    rows = [{"Username": r["student"], results.assignment: r["points"], "Feedback": r["feedback"]}
             for r in gradebook_rows(results)]
     return pd.DataFrame(rows, columns=["Username", results.assignment, "Feedback"])
 
@@ -208,10 +214,10 @@ def _assignment_column(results: Results) -> str:
 @register_sink("canvas")
 def write_canvas(results: Results, out: Path, options: ReportOptions | None = None) -> list[Path]:
     """canvas.csv: Canvas gradebook import."""
-    return [_atomic_write(out / "canvas.csv", canvas_frame(results).to_csv(index=False))]
+    return [_atomic_write(out / "canvas.csv", _frame_csv(canvas_frame(results)))]
 
 
 @register_sink("moodle")
 def write_moodle(results: Results, out: Path, options: ReportOptions | None = None) -> list[Path]:
     """moodle.csv: Moodle grade import."""
-    return [_atomic_write(out / "moodle.csv", moodle_frame(results).to_csv(index=False))]
+    return [_atomic_write(out / "moodle.csv", _frame_csv(moodle_frame(results)))]

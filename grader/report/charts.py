@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +34,8 @@ matplotlib.use("Agg", force=False)
 from matplotlib import rc_context  # noqa: E402
 from matplotlib.backends.backend_svg import FigureCanvasSVG  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from grader._atomic import write_atomic  # noqa: E402
 
 _STYLE = {
     "svg.fonttype": "none",
@@ -136,8 +138,28 @@ def confusion(matrix: Sequence[Sequence[int]], names: Sequence[str], *, label: s
         return _svg(fig, label)
 
 
+PLOT_LIMIT = 1e6  # a printed metric beyond ± this is drawn at the limit: the run diverged, the axis stays usable
+
+
+def plottable(values: Sequence[float]) -> list[float]:
+    """A series as a chart can draw it: NaN and ±inf (and anything that is not a number) become gaps
+    (NaN), finite values beyond ±PLOT_LIMIT are clipped to it. The numbers come from a notebook's
+    saved output, which a student controls: ``loss: 1e308`` then ``-1e308`` overflows matplotlib's
+    axis arithmetic and would stop the drawing of the whole class's pages."""
+    out = []
+    for v in values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            f = math.nan
+        out.append(min(max(f, -PLOT_LIMIT), PLOT_LIMIT) if math.isfinite(f) else math.nan)
+    return out
+
+
 def learning_curves(metrics: Mapping[str, Sequence[float]], *, label: str, xlabel: str) -> str:
-    """Loss (left) and accuracy-like metrics (right) per epoch, train solid and validation dashed."""
+    """Loss (left) and accuracy-like metrics (right) per epoch, train solid and validation dashed.
+    Values go through `plottable` first (gaps for non-finite values, clipped at ±PLOT_LIMIT)."""
+    metrics = {k: plottable(v) for k, v in metrics.items()}
     losses = {k: v for k, v in metrics.items() if "loss" in k}
     others = {k: v for k, v in metrics.items() if "loss" not in k and k not in ("lr", "learning_rate")}
     panels = [p for p in (losses, others) if p]
@@ -159,7 +181,7 @@ def learning_curves(metrics: Mapping[str, Sequence[float]], *, label: str, xlabe
         return _svg(fig, label)
 
 
-CHART_FORMAT = "1"  # bump when a chart's drawing changes, so cached SVGs are not reused across it
+CHART_FORMAT = "2"  # bump when a chart's drawing changes, so cached SVGs are not reused across it
 _CHARTS: dict[str, Callable[..., str]] = {"histogram": histogram, "pass_rates": pass_rates, "confusion": confusion,
                                           "learning_curves": learning_curves}
 
@@ -189,12 +211,21 @@ def draw(c: Chart) -> str:
     return _CHARTS[c.name](*c.args, **dict(c.kwargs))
 
 
+def _draw_or_none(c: Chart) -> str | None:
+    """`draw`, or None when the chart cannot be drawn: one student's numbers never stop the class."""
+    try:
+        return draw(c)
+    except Exception:  # noqa: BLE001  (the page shows a note in the chart's place)
+        return None
+
+
 class ChartCache:
     """SVG charts by key, memoised on disk (`folder`; None: in memory only)."""
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self._svg: dict[str, str] = {}
+        self.failed: set[str] = set()  # keys of charts that could not be drawn (never kept on disk)
         self.hits = 0
         self.drawn = 0
 
@@ -206,16 +237,16 @@ class ChartCache:
         except (OSError, UnicodeDecodeError):
             return None
 
-    def _keep(self, key: str, text: str) -> None:
+    def _keep(self, key: str, text: str | None) -> None:
+        if text is None:
+            self.failed.add(key)
+            return
         self._svg[key] = text
         if self.folder is None:
             return
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = self.folder / f"{key}.{os.getpid()}.tmp"
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, self.folder / f"{key}.svg")
-        except OSError:  # a read-only report folder: charts are drawn, just not kept
+            write_atomic(self.folder / f"{key}.svg", text)
+        except OSError:  # a read-only or full report folder: charts are drawn, just not kept
             pass
 
     def draw_all(self, charts: Iterable[Chart], jobs: int = 1) -> None:
@@ -223,7 +254,7 @@ class ChartCache:
         GIL: threads would not help). Processes are spawned, not forked: the grader has threads."""
         missing: dict[str, Chart] = {}
         for c in charts:
-            if c.key in self._svg or c.key in missing:
+            if c.key in self._svg or c.key in missing or c.key in self.failed:
                 continue
             text = self._read(c.key)
             if text is not None:
@@ -235,19 +266,23 @@ class ChartCache:
         if jobs > 1 and len(todo) >= 8:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures.process import BrokenProcessPool
 
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for c, text in zip(todo, pool.map(draw, todo, chunksize=max(1, len(todo) // (4 * jobs)))):
-                    self._keep(c.key, text)
-        else:
-            for c in todo:
-                self._keep(c.key, draw(c))
+            try:
+                with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    for c, text in zip(todo, pool.map(_draw_or_none, todo, chunksize=max(1, len(todo) // (4 * jobs)))):
+                        self._keep(c.key, text)
+            except BrokenProcessPool:  # a drawing process died: draw what is left here, one by one
+                pass
+        for c in todo:
+            if c.key not in self._svg and c.key not in self.failed:
+                self._keep(c.key, _draw_or_none(c))
         self.drawn += len(todo)
 
-    def svg(self, c: Chart | None) -> str:
-        """The SVG of `c` (drawn now if draw_all did not)."""
+    def svg(self, c: Chart | None) -> str | None:
+        """The SVG of `c` (drawn now if draw_all did not); "" for no chart, None when it could not be drawn."""
         if c is None:
             return ""
-        if c.key not in self._svg:
+        if c.key not in self._svg and c.key not in self.failed:
             self.draw_all([c])
-        return self._svg[c.key]
+        return self._svg.get(c.key)

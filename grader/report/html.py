@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -28,24 +27,22 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from grader._atomic import write_atomic
 from grader.report import ReportOptions, register_sink
 from grader.report import charts
+from grader.report.names import file_stems, preferred_stem
 from grader.report.strings import english
-from grader.report.views import item_analysis, student_view
+from grader.report.views import StudentView, item_analysis, student_view
 from grader.results import Results
 
 STUDENT_DIR = "feedback"
 TEACHER_DIR = "students"
 
 
-def file_stem(student: str) -> str:
-    """A file name stem for a student's files that cannot escape the report folder."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", student).lstrip(".") or "student"
-    return safe[:100]
-
-
-def page_name(student: str) -> str:
-    return f"{file_stem(student)}.html"
+def page_name(student: str, stems: Mapping[str, str] | None = None) -> str:
+    """The page file of `student`: its stem in the class's `stems` (grader.report.names.file_stems),
+    else the stem it would have alone. Never leaves the report folder; two students never share one."""
+    return f"{(stems or {}).get(student) or preferred_stem(student)}.html"
 
 
 def _fmt(template: str, **values: object) -> Markup:
@@ -54,10 +51,10 @@ def _fmt(template: str, **values: object) -> Markup:
     return escape(template).format(**{k: v if isinstance(v, Markup) else escape(str(v)) for k, v in values.items()})
 
 
-def _env() -> Environment:
+def _env(stems: Mapping[str, str] | None = None) -> Environment:
     env = Environment(loader=PackageLoader("grader", "report/templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters["page"] = page_name
+    env.filters["page"] = lambda student: page_name(student, stems)
     env.filters["pct"] = lambda v: "–" if v is None else f"{100 * v:.2f}%"
     env.filters["num"] = lambda v: "–" if v is None else f"{v:,}"
     env.filters["pts"] = lambda v: f"{v:g}"
@@ -81,11 +78,7 @@ def _csp(script_hash: str | None) -> str:
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, text)
 
 
 def _strings(options: ReportOptions | None) -> Mapping[str, str]:
@@ -95,9 +88,14 @@ def _strings(options: ReportOptions | None) -> Mapping[str, str]:
 @register_sink("html")
 def write_html(results: Results, out: Path, options: ReportOptions | None = None) -> list[Path]:
     """index.html (the class, for the teacher), students/<student>.html (the teacher's view of each
-    student) and feedback/<student>.html (each student's own page)."""
+    student) and feedback/<student>.html (each student's own page).
+
+    Nothing one student handed in can stop the others' pages: a chart that cannot be drawn becomes a
+    short note in its place, and a page that cannot be rendered becomes a plain page with the
+    student's points, criteria and a note (`_contained_page`)."""
     t = _strings(options)
-    env = _env()
+    stems = file_stems(s.student for s in results.students)
+    env = _env(stems)
     cache = charts.ChartCache(out / ".charts")
     script, script_hash = _script("class.js")
     items = item_analysis(results)
@@ -106,9 +104,15 @@ def write_html(results: Results, out: Path, options: ReportOptions | None = None
                         xlabel=t["hist_x"], ylabel=t["hist_y"]) if n else None
     rates = charts.chart("pass_rates", [i.id for i in items], [i.passed / max(1, n) for i in items],
                          label=t["pass_rates_label"], xlabel=t["pass_rates_x"]) if items and n else None
-    views = [student_view(results, s, t) for s in results.students]
-    cache.draw_all([c for c in (hist, rates) if c] + [c for v in views for c in v.charts], jobs=_jobs(options))
-    env.globals["svg"] = cache.svg
+    views: list[StudentView | Exception] = []
+    for s in results.students:
+        try:
+            views.append(student_view(results, s, t))
+        except Exception as exc:  # noqa: BLE001  (contained: this student's page says so)
+            views.append(exc)
+    cache.draw_all([c for c in (hist, rates) if c] + [c for v in views if isinstance(v, StudentView) for c in v.charts],
+                   jobs=_jobs(options))
+    env.globals["svg"] = lambda c: _svg_or_note(cache, c, t)
     similar = {name for f in results.similarity for name in f.students}
     written = [_write(out / "index.html", env.get_template("index.html.j2").render(
         r=results, t=t, hist=hist, rates=rates, items=items, similar=similar, script=script,
@@ -122,10 +126,25 @@ def write_html(results: Results, out: Path, options: ReportOptions | None = None
     student_tpl = env.get_template("student.html.j2")
     for s, v in zip(results.students, views):
         for view, folder in (("teacher", TEACHER_DIR), ("student", STUDENT_DIR)):
-            html = student_tpl.render(r=results, s=s, v=v, t=t, view=view, csp=_csp(None),
-                                      own_page=f"../{STUDENT_DIR}/{page_name(s.student)}")
-            written.append(_write(out / folder / page_name(s.student), html))
+            own_page = f"../{STUDENT_DIR}/{page_name(s.student, stems)}"
+            try:
+                if isinstance(v, Exception):
+                    raise v
+                html = student_tpl.render(r=results, s=s, v=v, t=t, view=view, csp=_csp(None), own_page=own_page)
+            except Exception as exc:  # noqa: BLE001  (contained to this student's page)
+                html = env.get_template("contained.html.j2").render(
+                    r=results, s=s, t=t, view=view, csp=_csp(None), own_page=own_page,
+                    reason=f"{type(exc).__name__}: {exc}"[:300])
+            written.append(_write(out / folder / page_name(s.student, stems), html))
     return written
+
+
+def _svg_or_note(cache: charts.ChartCache, c: charts.Chart | None, t: Mapping[str, str]) -> Markup:
+    """A chart's SVG, or a short note where it could not be drawn (the rest of the page stands)."""
+    text = cache.svg(c)
+    if text is None:
+        return Markup('<p class="note small chart-failed">{}</p>').format(t["chart_failed"])
+    return Markup(text)
 
 
 def _jobs(options: ReportOptions | None) -> int:
