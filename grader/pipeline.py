@@ -12,8 +12,6 @@ import datetime as _dt
 import errno
 import os
 import secrets
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +42,7 @@ from grader.report.strings import load_strings
 from grader.results import Results, RunInfo
 from grader.rubric import CompetitionPolicy, Rubric
 from grader.bundle import KEY_ENV, is_bundle, open_bundle
+from grader.runfolder import make_run_folder, sweep_stale
 from grader.evaluate import Limits
 from grader.notebook_exec import NotebookContext
 from grader.sandbox import detect_isolation
@@ -234,14 +233,17 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         raise GraderError(f"{path}: no submissions found", hint="the folder should hold one sub-folder per student")
     ray_session = RaySession.start(settings) if settings.executor == "ray" else None
     device = ray_session.device(settings.device) if ray_session is not None else _device(settings.device)
-    scratch = Path(tempfile.mkdtemp(prefix="grader-run-"))
+    sweep_stale()  # run folders of runs that died (kill -9, power cut): they may hold decrypted hidden files
+    run_folder = make_run_folder()  # removed at the end, or by its guardian if this process dies
+    scratch = run_folder.path
+    in_memory = contextlib.ExitStack()  # a bundle's label files, kept in memory only (grader.bundle)
     zygotes: ZygotePool | None = None
     bundle_note = ""
     notify = progress or (lambda *args: None)
     try:
         if settings.hidden_tests is not None and settings.hidden_tests.is_file() and is_bundle(settings.hidden_tests):
-            # decrypted into this run's private scratch: never bound into a sandbox, removed at the end
-            opened = open_bundle(settings.hidden_tests, os.environ.get(KEY_ENV), scratch / "hidden")
+            # decrypted into this run's private scratch (its labels into memory): never bound into a sandbox
+            opened = open_bundle(settings.hidden_tests, os.environ.get(KEY_ENV), scratch / "hidden", memory=in_memory)
             bundle_note = f"encrypted bundle {settings.hidden_tests.name}"
             settings = settings.model_copy(update={"hidden_tests": opened})
         inputs, scorer, hidden_files, public_files = prepare_inputs(rubric, settings, scratch / "inputs")
@@ -323,7 +325,8 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
             zygotes.close()
         if ray_session is not None:
             ray_session.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        run_folder.close()
+        in_memory.close()
 
 
 def _content_hashes(submissions: list[Submission], jobs: int) -> list[tuple[Submission, str]]:
