@@ -160,6 +160,18 @@ def test_a_chart_that_cannot_be_drawn_is_a_note_and_every_other_page_is_written(
     assert not list((tmp_path / ".charts").glob("*.tmp"))
 
 
+def test_a_chart_that_fails_in_a_drawing_process_fails_alone(tmp_path: Path) -> None:
+    from grader.report.charts import ChartCache, chart
+
+    good = [chart("learning_curves", {"loss": [1.0 / (i + 1), 0.5]}, label=f"c{i}", xlabel="epoch") for i in range(8)]
+    bad = chart("histogram", None, 10.0, label="bad", xlabel="x", ylabel="y")  # TypeError inside the drawing process
+    cache = ChartCache(tmp_path / ".charts")
+    cache.draw_all([*good, bad], jobs=2)
+    assert cache.failed == {bad.key} and cache.svg(bad) is None
+    assert all((cache.svg(c) or "").startswith("<svg") for c in good)
+    assert sorted(p.name for p in (tmp_path / ".charts").iterdir()) == sorted(f"{c.key}.svg" for c in good)
+
+
 def test_a_page_that_cannot_be_rendered_becomes_a_plain_page_with_the_grade(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from grader.report import html as html_sink

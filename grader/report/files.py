@@ -60,9 +60,6 @@ def csv_cell(value: object) -> str:
     return text
 
 
-_cell = csv_cell  # the name the sinks used before
-
-
 def csv_text(rows: Iterable[Iterable[object]]) -> str:
     """A CSV file's text (RFC 4180 quoting, CRLF), every cell, header included, through `csv_cell`."""
     buffer = io.StringIO(newline="")

@@ -6,6 +6,9 @@
     feedback/<student>.html   the student's own page, to hand out: no other student, no detail meant
                               for the teacher, nothing about the hidden set but its size
 
+Page names come from `grader.report.names.file_stems`: one file per student, however alike their
+ids, and the class page's links follow it.
+
 What a student must not see is left out of the HTML of the feedback pages, not hidden with CSS
 (`view == "student"` in the templates; tests read the HTML for it).
 
@@ -92,7 +95,7 @@ def write_html(results: Results, out: Path, options: ReportOptions | None = None
 
     Nothing one student handed in can stop the others' pages: a chart that cannot be drawn becomes a
     short note in its place, and a page that cannot be rendered becomes a plain page with the
-    student's points, criteria and a note (`_contained_page`)."""
+    student's points, criteria and a note (templates/contained.html.j2)."""
     t = _strings(options)
     stems = file_stems(s.student for s in results.students)
     env = _env(stems)
