@@ -11,6 +11,7 @@ from grader.competition import leaderboard
 from grader.results import ContestBoards, CriterionResult, CriterionSummary, Results, RunInfo, StudentResult
 from grader.rubric import Rubric
 from grader.leaderboard import build_leaderboard
+from grader.plausibility import accuracy_flags
 from grader.similarity import find_similar
 
 _STATUS_WORDS = {
@@ -63,6 +64,7 @@ def _flags(evidence: Evidence, models_expected: bool = True) -> tuple[str, ...]:
 def judge_student(rubric: Rubric, evidence: Evidence) -> StudentResult:
     results = tuple(judge_criterion(evidence, c) for c in rubric.criteria)
     accuracies = [m.metrics.accuracy for m in evidence.models if m.metrics is not None]
+    implausible = accuracy_flags(evidence, rubric)  # teacher-only, and no change to the points
     return StudentResult(
         student=evidence.student,
         status=evidence.status,
@@ -70,7 +72,8 @@ def judge_student(rubric: Rubric, evidence: Evidence) -> StudentResult:
         max_points=rubric.max_points,
         criteria=results,
         best_accuracy=max(accuracies) if accuracies else None,
-        flags=_flags(evidence, expects_models(rubric)),
+        flags=_flags(evidence, expects_models(rubric)) + (("implausible accuracy",) if implausible else ()),
+        plausibility=implausible,
         evidence=evidence,
     )
 

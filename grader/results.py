@@ -28,6 +28,19 @@ class CriterionResult(Frozen):
     detail: str = ""
 
 
+class AccuracyFlag(Frozen):
+    """A model whose hidden-set accuracy is too good to be true (grader.plausibility), for the teacher
+    to look at: a public test set learnt by heart scores near 1.0, and higher on the test set than on
+    the public training sample. Never on the student's page; never changes points."""
+
+    model: str  # the model's path in the submission
+    accuracy: float  # on the hidden set
+    public_accuracy: float | None = None  # on the PUBLIC training sample, with the preprocessing chosen there
+    ceiling: float | None = None  # the rubric's or the data set's max_accuracy, when it was exceeded
+    margin: float | None = None  # the rubric's margin, when the accuracy exceeded the public one by more
+    detail: str  # what was found, in a sentence for the teacher
+
+
 class StudentResult(Frozen):
     student: str
     status: str  # the evidence status: gathered / failed / timeout / limit
@@ -36,6 +49,7 @@ class StudentResult(Frozen):
     criteria: tuple[CriterionResult, ...]
     best_accuracy: float | None = None
     flags: tuple[str, ...] = ()
+    plausibility: tuple[AccuracyFlag, ...] = ()  # teacher-only: implausibly high accuracies (grader.plausibility)
     evidence: Evidence
 
 

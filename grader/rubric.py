@@ -23,7 +23,7 @@ from grader.competition import CompetitionSpec
 from grader.leaderboard import LeaderboardSpec
 
 _TOP_KEYS = {"assignment": str, "title": str, "dataset": str, "description": str, "notebooks": dict, "leaderboard": dict,
-             "competition": dict, "images": dict, "criteria": list}
+             "competition": dict, "images": dict, "plausibility": dict, "criteria": list}
 
 
 _TOP_WORDS = {list: "a list of criteria", dict: "a mapping of settings", str: "text"}
@@ -59,6 +59,22 @@ class ImagesPolicy(BaseModel):
     csv: str | None = Field(default=None, description="name of the filename,label CSV (default labels.csv, when there is one)")
 
 
+class PlausibilityPolicy(BaseModel):
+    """The rubric's `plausibility:` section: when a model's accuracy on the hidden set is too good to
+    be true, the teacher's pages flag it (never the student's page; points do not change). A public
+    test set (Fashion-MNIST's hidden set is the official t10k split, which anyone can download) can be
+    learnt by heart: a model with no code, whose weights hold the test images and their labels, scores
+    1.0. Such a model scores far higher on the test set than on the PUBLIC training sample that the
+    grader also measures, and higher than any honest model reaches."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_accuracy: float | None = Field(default=None, ge=0, le=1, description="flag a hidden-set accuracy above this "
+                                       "(default: the data set's, 0.96 for fashion-mnist; none for an image folder)")
+    margin: float = Field(default=0.05, ge=0, le=1, description="flag a hidden-set accuracy that exceeds the model's "
+                          "accuracy on the public training sample by more than this")
+
+
 class CompetitionPolicy(CompetitionSpec):
     """The rubric's `competition:` section: students hand in prediction files (`id,label` CSVs) that
     the grader scores on the hidden set, split into a public and a private part, with limits per day
@@ -88,6 +104,7 @@ class Rubric(BaseModel):
     leaderboard: LeaderboardSpec | None = None  # a class contest ranked by a measured score (grader.leaderboard)
     competition: CompetitionPolicy | None = None  # a contest of prediction files (grader.competition)
     images: ImagesPolicy | None = None  # the data set is an image folder (grader.image_folder)
+    plausibility: PlausibilityPolicy = PlausibilityPolicy()  # when a hidden-set accuracy is flagged (grader.plausibility)
     criteria: tuple[Criterion, ...]
 
     @property
@@ -288,6 +305,8 @@ def parse_rubric(text: str, shown: str) -> Rubric:
 
     competition = _section(data, "competition", CompetitionPolicy, problems)
 
+    plausibility = _section(data, "plausibility", PlausibilityPolicy, problems) or PlausibilityPolicy()
+
     criteria: list[Criterion] = []
     seen: dict[str, int] = {}
     raw_criteria = data.get("criteria") if isinstance(data.get("criteria"), list) else []
@@ -319,6 +338,7 @@ def parse_rubric(text: str, shown: str) -> Rubric:
         leaderboard=leaderboard,
         competition=competition,
         images=images,
+        plausibility=plausibility,
         criteria=tuple(criteria),
     )
 
