@@ -24,7 +24,6 @@ teacher passes ``--allow-unsandboxed-code`` (then it runs in a plain subprocess 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
@@ -191,6 +190,12 @@ def execute_notebook(notebook: Path, label: str, submission_root: Path, scratch:
         command = [sys.executable, "-m", "grader.notebook_run", str(job / "request.json"), "--channel", str(write_end)]
         outer_env, seccomp = env, None
     heard = _Heard()
+    open_ends = [write_end]
+
+    def close_write_end() -> None:  # once: a second close could close another thread's new file
+        while open_ends:
+            os.close(open_ends.pop())
+
     with os.fdopen(read_end, "rb") as stream:
         listener = threading.Thread(target=_listen, args=(stream, scratch / "artifacts", limits, heard), daemon=True)
         listener.start()
@@ -198,11 +203,10 @@ def execute_notebook(notebook: Path, label: str, submission_root: Path, scratch:
             with cgroups.task_cap(limits.tasks) as cap:
                 outcome = run_sandboxed([*cap.prefix(), *command], job, outer_env, scratch / "runner.log",
                                         timeout=policy.timeout + _START_MARGIN, cancel=ctx.cancel, seccomp=seccomp,
-                                        pass_fds=(write_end,), after_start=lambda: os.close(write_end))
+                                        pass_fds=(write_end,), after_start=close_write_end)
                 too_many = cap.refused() > 0
         finally:
-            with contextlib.suppress(OSError):
-                os.close(write_end)
+            close_write_end()
             listener.join(timeout=60)
     if not heard.started:
         from grader.errors import GraderFault

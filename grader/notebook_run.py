@@ -397,12 +397,13 @@ def _filled(folders: tuple[str, ...]) -> bool:
 def _guard_runner() -> None:
     """Make this process unreachable for the notebook's processes (same uid, no capabilities): not
     dumpable (no /proc/1/fd, /proc/1/mem), and, being PID 1, deaf to every signal it does not handle;
-    Python's SIGINT handler would be one, so SIGINT does nothing."""
+    Python's SIGINT handler would be one (a no-op handler is not enough: nbclient's event loop then
+    loses the kernel), so SIGINT is ignored, as PID 1 ignores the rest."""
     import ctypes
     import signal
 
     ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
-    signal.signal(signal.SIGINT, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main(argv: list[str]) -> int:
