@@ -129,3 +129,54 @@ def test_competition_ids_that_name_the_class_are_refused(tmp_path: Path) -> None
     inputs, scorer, _, _ = prepare_inputs(rubric, settings.model_copy(update={"hidden_tests": flat, "public_data": tmp_path / "data" / "train"}),
                                           tmp_path / "inputs2")
     assert scorer.image_ids()[0] == "0000.png" and inputs.hidden_count == 18
+
+
+def _index_reader(path: Path, classes: int) -> None:
+    """The attack of finding 7, for real: a Lambda that finds each image it is given among the rows of
+    /inputs/hidden_images.npy (what the sandbox mounts) and answers the class that the row's position
+    would have if the file were in class order, as an image folder's sorted files are."""
+    import keras
+    import tensorflow as tf
+
+    code = f"""
+import numpy as np
+def f(x):
+    h = np.load("/inputs/hidden_images.npy", mmap_mode="r")
+    h = np.asarray(h, dtype=np.float32).reshape(len(h), -1)
+    h = (h - h.mean(1, keepdims=True)) / (h.std(1, keepdims=True) + 1e-6)
+    q = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    q = (q - q.mean(1, keepdims=True)) / (q.std(1, keepdims=True) + 1e-6)
+    rows = np.argmax(q @ h.T, axis=1)
+    return np.eye({classes}, dtype=np.float32)[rows * {classes} // len(h)]
+"""
+    read = eval(f"lambda t: tf.ensure_shape(tf.numpy_function((lambda ns: (exec({code!r}, ns), ns['f'])[1])({{}}), [t], tf.float32), (None, {classes}))",  # noqa: S307
+                {"tf": tf})
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Lambda(read, output_shape=(classes,))])
+    model.save(path)
+
+
+@pytest.mark.slow
+def test_a_model_that_reads_labels_off_the_row_order_scores_chance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from grader import pipeline
+    from grader.sandbox import detect_isolation
+
+    if detect_isolation("auto").kind != "bwrap":
+        pytest.skip("a model with code is evaluated only in the sandbox (bubblewrap cannot create namespaces here)")
+    write_folder(tmp_path / "data" / "test", CV4_CLASSES, 20, seed=2, size=32)
+    write_folder(tmp_path / "data" / "train", CV4_CLASSES, 4, seed=1, size=32)
+    (tmp_path / "subs" / "mallory").mkdir(parents=True)
+    _index_reader(tmp_path / "subs" / "mallory" / "reader.keras", len(CV4_CLASSES))
+    rubric = parse_rubric(IMAGES_RUBRIC.format(classes=", ".join(CV4_CLASSES), extra=""), "shapes.yaml")
+    outcome = grade(tmp_path / "subs", rubric, Settings(out=tmp_path / "out", hidden_tests=tmp_path / "data", download=False,
+                                                         project_root=ROOT))
+    (m,) = outcome.results.students[0].evidence.models
+    assert m.status == "evaluated" and m.metrics is not None, m.error
+    assert m.architecture is not None and m.architecture.code_layers  # it ran its own code, in the sandbox
+    assert m.metrics.accuracy < 0.5  # shuffled: chance (1/6)
+
+    # control: the same attack on the hidden images in their folder order (as before the fix) is real
+    monkeypatch.setattr(pipeline, "_secret_order", lambda n: np.arange(n))
+    again = grade(tmp_path / "subs", rubric, Settings(out=tmp_path / "control", hidden_tests=tmp_path / "data", download=False,
+                                                       project_root=ROOT, cache=False))
+    (c,) = again.results.students[0].evidence.models
+    assert c.metrics is not None and c.metrics.accuracy > 0.95
