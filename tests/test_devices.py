@@ -21,7 +21,7 @@ from grader.cli import main
 from grader.devices import DeviceSlots, Gpu, choose_gpus, find_gpus, parse_device, visible
 from grader.errors import GraderError
 from grader.evaluate import Batch, WorkerModel, WorkerRequest, _predict, evaluate_one
-from grader.sandbox import _bwrap_command, _env, bwrap_base
+from grader.sandbox import _env, bwrap_base
 from grader.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,7 @@ def test_this_machine_without_a_gpu_evaluates_on_the_cpu() -> None:
 
 
 _ARITY = {"--ro-bind": 2, "--bind": 2, "--dev-bind": 2, "--symlink": 2, "--setenv": 2, "--proc": 1, "--dev": 1,
-          "--tmpfs": 1, "--dir": 1, "--chdir": 1, "--remount-ro": 1, "--cap-drop": 1}
+          "--tmpfs": 1, "--dir": 1, "--chdir": 1, "--remount-ro": 1, "--cap-drop": 1, "--size": 1}
 
 
 def _options(argv: list[str]) -> list[tuple[str, tuple[str, ...]]]:
@@ -189,8 +189,7 @@ def test_a_gpu_sandbox_binds_exactly_that_gpu_s_node_and_the_driver_s(tmp_path: 
     monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
     dev, proc = _fake_machine(tmp_path)
     gpu = find_gpus(dev, proc)[1]  # gpu:1 is /dev/nvidia0
-    request = _request(tmp_path)
-    one_off, inner = _bwrap_command(request, tmp_path / "scratch", gpu, dev)
+    one_off = Zygote(tmp_path / "inputs", tmp_path / "slot", gpu, dev, preload=False).command()  # grader.zygote.run_once
     zygote = Zygote(tmp_path / "inputs", tmp_path / "slot", gpu, dev).command()
     for argv in (bwrap_base(None, {}, [gpu], dev), one_off, zygote):
         assert _dev_entries(argv, dev) == _expected(dev, 0), argv
@@ -206,7 +205,7 @@ def test_a_cpu_sandbox_binds_no_device_node(tmp_path: Path) -> None:
     from grader.zygote import Zygote
 
     dev, _ = _fake_machine(tmp_path)
-    one_off, _ = _bwrap_command(_request(tmp_path), tmp_path / "scratch", None, dev)
+    one_off = Zygote(tmp_path / "inputs", tmp_path / "slot", None, dev, preload=False).command()
     zygote = Zygote(tmp_path / "inputs", tmp_path / "slot", None, dev).command()
     for argv in (bwrap_base(None, {}, (), dev), one_off, zygote):
         assert _dev_entries(argv, dev) == set() and "--dev-bind" not in argv

@@ -128,12 +128,19 @@ def test_execute_notebook_fills_the_runs_histories(tmp_path: Path, monkeypatch: 
 
     source = nbformat.read(LOGS / "notebook.ipynb", as_version=4)
 
-    def fake_run(command: list[str], cwd: Path, env: dict[str, str], log_path: Path, **_: Any) -> WorkerOutcome:
-        out = cwd.parent / "out"
+    def fake_run(command: list[str], cwd: Path, env: dict[str, str], log_path: Path, *, pass_fds: tuple[int, ...] = (),
+                 after_start: Any = None, **_: Any) -> WorkerOutcome:
+        from grader.channel import send_json
+
+        (channel,) = pass_fds  # the runner's channel: what it says is all the grader hears
         records = [CellRecord(index=i, status="ok", seconds=0.1, outputs=[dict(o) for o in cell.outputs])
                    for i, cell in enumerate(source.cells) if cell.cell_type == "code"]
-        (out / "cells.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
-        (out / "result.json").write_text(RunnerResult(status="completed", cells_run=len(records)).model_dump_json())
+        send_json(channel, {"started": True})
+        for record in records:
+            send_json(channel, {"cell": json.loads(record.model_dump_json())})
+        send_json(channel, {"result": json.loads(RunnerResult(status="completed", cells_run=len(records)).model_dump_json())})
+        send_json(channel, {"end": True})
+        after_start()
         log_path.write_text("")
         return WorkerOutcome(kind="ok", returncode=0, seconds=0.5, log_tail="")
 
