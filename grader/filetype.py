@@ -110,7 +110,8 @@ def _find(path: Path) -> _Found:
 
 def _labels_zip(found: _Found) -> bool:
     """The zip TFLite Support appends to a model: text files (labels.txt, vocab.txt) and nothing else."""
-    return bool(found.zip_members) and all(m.lower().endswith(".txt") and not m.endswith("/") for m in found.zip_members)
+    members = found.zip_members
+    return bool(members) and all(m.lower().endswith(".txt") and not m.endswith("/") for m in members)
 
 
 def _fix(kind: ModelKind, stem: str) -> str:

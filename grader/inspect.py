@@ -50,11 +50,13 @@ _MAX_DEPTH = 64  # nested containers; a real model has a handful
 _MAX_H5_OBJECTS = 500_000  # groups and datasets visited in one weights file
 _MAX_KERNEL_ELEMENTS = 1 << 26  # 256 MB of float32: more than any first conv layer
 
+# "Runs code" is decided by ALLOWLISTS: a layer is plain only when it is known to be a pure built-in,
+# everything else is code (loaded only in the sandbox, see grader.gather).
 # Class names of the layers that ship with Keras (keras 3.15 `keras.layers` and tf_keras 2.21
-# `tf_keras.layers`, aliases included), plus the model classes and tf_keras' TFOpLambda /
-# SlicingOpLambda (they name a TF function, they carry no code). Left out on purpose: Lambda (it
-# carries bytecode), the abstract `Layer`/`Wrapper`, and the wrappers of foreign code (JaxLayer,
-# FlaxLayer, TorchModuleWrapper, TFSMLayer). Used for legacy configs, which have no `module` key.
+# `tf_keras.layers`, aliases included), plus the model classes. Left out on purpose: Lambda (it carries
+# bytecode), TFOpLambda / SlicingOpLambda (they call a TF function by name: decided by _PLAIN_TF_OPS),
+# the abstract `Layer`/`Wrapper`, the wrappers of foreign code (JaxLayer, FlaxLayer, TorchModuleWrapper,
+# TFSMLayer), and tf_keras' DenseFeatures (its feature columns can read vocabulary files).
 _BUILTIN_LAYERS = frozenset("""
 Activation ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D AdaptiveAveragePooling3D
 AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D Add AdditiveAttention AlphaDropout Attention
@@ -63,7 +65,7 @@ BatchNormalization Bidirectional CategoryEncoding CenterCrop Concatenate
 ContrastLimitedAdaptiveHistogramEqualization Conv1D Conv1DTranspose Conv2D Conv2DTranspose Conv3D
 Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D Convolution1D Convolution1DTranspose Convolution2D
 Convolution2DTranspose Convolution3D Convolution3DTranspose Cropping1D Cropping2D Cropping3D CutMix Dense
-DenseFeatures DepthwiseConv1D DepthwiseConv2D Discretization Dot Dropout ELU EinsumDense Embedding
+DepthwiseConv1D DepthwiseConv2D Discretization Dot Dropout ELU EinsumDense Embedding
 Equalization Flatten Functional GRU GRUCell GaussianDropout GaussianNoise GlobalAveragePooling1D
 GlobalAveragePooling2D GlobalAveragePooling3D GlobalAvgPool1D GlobalAvgPool2D GlobalAvgPool3D GlobalMaxPool1D
 GlobalMaxPool2D GlobalMaxPool3D GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D GroupNormalization
@@ -76,11 +78,42 @@ RandomErasing RandomFlip RandomGaussianBlur RandomGrayscale RandomHeight RandomH
 RandomPerspective RandomPosterization RandomRotation RandomSaturation RandomSharpness RandomShear
 RandomTranslation RandomWidth RandomZoom ReLU RepeatVector Rescaling Reshape Resizing ReversibleEmbedding
 STFTSpectrogram SeparableConv1D SeparableConv2D SeparableConvolution1D SeparableConvolution2D Sequential
-SimpleRNN SimpleRNNCell SlicingOpLambda Softmax Solarization SpatialDropout1D SpatialDropout2D
-SpatialDropout3D SpectralNormalization StackedRNNCells StringLookup Subtract TFOpLambda TextVectorization
+SimpleRNN SimpleRNNCell Softmax Solarization SpatialDropout1D SpatialDropout2D
+SpatialDropout3D SpectralNormalization StackedRNNCells StringLookup Subtract TextVectorization
 ThresholdedReLU TimeDistributed UnitNormalization UpSampling1D UpSampling2D UpSampling3D ZeroPadding1D
 ZeroPadding2D ZeroPadding3D
 """.split())
+# Layers of `keras.applications` defined outside `keras.layers` (ConvNeXt, InceptionResNetV2): plain
+# only with their `module` (keras.src.applications.*, tf_keras.src.applications.*), since a legacy config
+# names no module; tf_keras registers CustomScaleLayer as 'Custom>CustomScaleLayer'.
+_APPLICATION_LAYERS = frozenset({"LayerScale", "StochasticDepth", "CustomScaleLayer"})
+_APPLICATION_MODULES = ("keras.src.applications.", "tf_keras.src.applications.")
+# Where Keras 3 and tf_keras configs say their layers and models come from ('keras.layers', 'keras',
+# 'keras.src.models.functional', 'tf_keras.src.engine.functional', ...). A built-in class NAME from any
+# other module (keras.src.utils, keras.src.saving, ...) is not a built-in layer.
+_LAYER_MODULES = frozenset({"keras", "keras.layers", "keras.models", "tf_keras", "tf_keras.layers", "tf_keras.models"})
+_LAYER_MODULE_PREFIXES = ("keras.layers.", "keras.src.layers.", "keras.src.models.", "tf_keras.src.layers.",
+                          "tf_keras.src.engine.", "tf_keras.src.models.")
+# Keras 3 functional models store `keras.ops` calls on symbolic tensors as operations of these modules
+# (e.g. class "Add", module "keras.src.ops.numpy"): numeric ops that take tensors only, no callable.
+_PURE_OP_MODULES = frozenset({f"keras.src.ops.{m}" for m in ("numpy", "nn", "math", "image", "linalg")})
+# keras.src.ops.core also holds control flow that takes Python callables (Map, Scan, Cond, WhileLoop,
+# ForiLoop, Switch, VectorizedMap, AssociativeScan): code. Only these of its operations are plain.
+_PURE_CORE_OPS = frozenset({"Cast", "SaturateCast", "ConvertToTensor", "Slice", "SliceUpdate", "Scatter",
+                            "ScatterUpdate", "StopGradient", "Unstack"})
+# tf_keras (Keras 2) turns a TF function called on a Keras tensor into a TFOpLambda layer whose config
+# names the function ('nn.relu', 'image.resize', 'io.read_file', 'py_function', 'raw_ops.ReadFile');
+# loading the model calls it. Plain only when it is one of these pure math/shape functions (with or
+# without tf_keras' 'compat.v1.' prefix), or any function directly in tf.math / tf.nn (elementwise
+# maths, reductions, activations: no file, no Python callable, no state). Everything else (tf.io,
+# tf.strings, tf.py_function, tf.numpy_function, tf.raw_ops, tf.lookup, tf.data, tf.print, ...) is code.
+_PLAIN_TF_OPS = frozenset({
+    "__operators__.add", "__operators__.getitem", "cast", "clip_by_value", "concat", "expand_dims", "gather",
+    "identity", "one_hot", "ones_like", "pad", "repeat", "reshape", "shape", "split", "squeeze", "stack", "tile",
+    "transpose", "unstack", "where", "zeros_like", "image.resize", "image.grayscale_to_rgb", "image.rgb_to_grayscale",
+    "image.per_image_standardization", "linalg.matmul",
+})
+_PLAIN_TF_OP_NAMESPACES = ("math.", "nn.")
 _NESTED_LAYER_KEYS = frozenset({"layer", "cell", "cells", "forward_layer", "backward_layer"})
 # What a damaged or hand-made file can make h5py, zipfile or the config walk raise; each becomes an
 # InspectError naming the file (the batch goes on with a message instead of a traceback).
@@ -194,6 +227,7 @@ def _check_not_directory(path: Path) -> None:
         raise InspectError(f"{path.name}: file not found")
 
 
+@contextmanager
 def _open_source(path: Path, kind: ModelKind | None = None) -> Iterator[_Source]:
     """Open a model file as `kind` (grader.filetype's decision; taken here when not given); errors
     become InspectError naming the file."""
@@ -687,18 +721,58 @@ def _is_keras_module(module: Any) -> bool:
     return module in ("keras", "tf_keras") or module.startswith(("keras.", "tf_keras."))
 
 
-def _custom_class(raw: Mapping[str, Any]) -> bool:
-    """A class that does not ship with Keras, so loading it needs (runs) the student's code.
+def _plain_tf_op(function: Any) -> bool:
+    """Whether a TFOpLambda's function ('nn.relu', 'compat.v1.transpose') is in the pure allowlist."""
+    if not isinstance(function, str):
+        return False
+    name = function.removeprefix("compat.v1.")
+    if name in _PLAIN_TF_OPS:
+        return True
+    for namespace in _PLAIN_TF_OP_NAMESPACES:
+        rest = name.removeprefix(namespace)
+        if rest != name and rest.isidentifier():  # directly in tf.math / tf.nn, not a sub-namespace
+            return True
+    return False
 
-    Keras 3 configs say where a class comes from (`module`); legacy configs only give the class name,
-    which is then checked against the built-in names.
+
+def _plain_class(raw: Mapping[str, Any]) -> bool:
+    """Whether a layer (or Keras 3 operation) entry is known to be a pure built-in of Keras, so that
+    loading and calling it runs no student code and reads nothing but its own config and weights.
+
+    An allowlist: Keras 3 configs say where a class comes from (`module`), legacy configs only give the
+    class name. Anything not known is code: Lambda, custom or registered classes (``mypkg>Scale``),
+    classes of other modules, TF functions outside `_PLAIN_TF_OPS`.
     """
     class_name = raw.get("class_name")
     if not isinstance(class_name, str) or ">" in class_name:
-        return True
-    if "module" in raw:
-        return not _is_keras_module(raw.get("module"))
-    return class_name not in _BUILTIN_LAYERS
+        return False
+    module = raw.get("module")
+    registered = raw.get("registered_name")
+    application = isinstance(module, str) and module.startswith(_APPLICATION_MODULES)
+    if registered not in (None, class_name) and not (application and registered == f"Custom>{class_name}"):
+        return False  # registered under another name: by the student's code
+    config = raw.get("config")
+    if class_name in ("TFOpLambda", "SlicingOpLambda"):
+        if "module" in raw and not _is_keras_module(raw.get("module")):
+            return False
+        function = config.get("function") if isinstance(config, Mapping) else None
+        return _plain_tf_op(function) and (class_name == "TFOpLambda" or function == "__operators__.getitem")
+    if "module" not in raw:
+        return class_name in _BUILTIN_LAYERS
+    if not _is_keras_module(module):
+        return False
+    if module in _PURE_OP_MODULES:
+        return class_name.isidentifier() and class_name[0].isupper()  # an Operation class, not a function
+    if module == "keras.src.ops.core":
+        return class_name in _PURE_CORE_OPS
+    if application:
+        return class_name in _APPLICATION_LAYERS
+    return class_name in _BUILTIN_LAYERS and (module in _LAYER_MODULES or module.startswith(_LAYER_MODULE_PREFIXES))
+
+
+def _custom_class(raw: Mapping[str, Any]) -> bool:
+    """A class that is not a known pure built-in of Keras, so loading it runs code (see `_plain_class`)."""
+    return not _plain_class(raw)
 
 
 def _code_inside(value: Any, key: str = "", depth: int = 0) -> bool:
@@ -722,7 +796,7 @@ def _code_inside(value: Any, key: str = "", depth: int = 0) -> bool:
 
 
 def _has_code(node: _Node) -> bool:
-    if node.class_name == "Lambda" or _custom_class(node.raw):
+    if _custom_class(node.raw):
         return True
     return node.children is None and _code_inside(node.config)
 
