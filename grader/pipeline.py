@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grader import datasets
+from grader import cgroups, datasets
 from grader._atomic import write_fault
 from grader._version import __version__
 from grader.adapt import Stats
@@ -310,7 +310,8 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         run = RunInfo(
             grader_version=__version__, started=started, rubric_path=rubric.path, dataset=rubric.dataset,
             hidden_source=bundle_note or f"{hidden_files.source}: {hidden_files.directory}", hidden_sha256=inputs.hidden_sha256,
-            hidden_size=inputs.hidden_count, device=device, sandboxed=isolation.kind == "bwrap", sandbox_note=isolation.note,
+            hidden_size=inputs.hidden_count, device=device, sandboxed=isolation.kind == "bwrap",
+            sandbox_note=isolation.note + (f"; {cgroups.status_note()}" if isolation.kind == "bwrap" else ""),
             seconds=round(time.perf_counter() - t0, 2),
         )
         if rubric.competition is not None:

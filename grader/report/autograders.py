@@ -122,7 +122,13 @@ def _criterion_md(c: CriterionResult) -> str:
 
 
 def gradescope_result(results: Results, student: StudentResult) -> dict[str, Any]:
-    """Gradescope's results.json: top-level score, per-test score/max_score/status/output."""
+    """Gradescope's results.json: top-level score, per-test score/max_score/status/output. A grader
+    fault gives no score and no tests (Gradescope has no 'errored' test status): the submission is
+    not graded rather than failed, and the output says why."""
+    if student.status == "grader_fault":
+        return {"output": "Not graded: the grader failed on this submission (not a problem with your work); "
+                          "your teacher will grade it again.", "output_format": "text", "visibility": "visible",
+                "stdout_visibility": "hidden", "tests": [], "extra_data": {"status": "grader_fault"}}
     tests = [{
         "name": c.title, "number": str(i), "score": c.points, "max_score": c.max_points,
         "status": "passed" if c.outcome == "pass" and _full(c) else "failed",
