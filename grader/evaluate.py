@@ -163,18 +163,21 @@ def _notebook_names(tf_keras_module: Any = None) -> dict[str, Any]:
 
 
 def _load(path: str, keras_version: str | None, runs_code: bool = False,
-          kind: Literal["h5", "keras"] | None = None) -> tuple[Any, str, list[str]]:
-    """Load a model; returns (model, loader description, warnings). Student code runs only when
-    `runs_code` is set, which the grader does only inside the sandbox: Keras 3 then loads with
-    ``safe_mode=False``; tf_keras runs a Keras 2 file's Lambda bytecode whatever the flag.
-    `kind`: grader.filetype's decision ("keras": a zip, "h5": HDF5); taken here when not given."""
+          kind: Literal["h5", "keras", "tflite"] | None = None) -> tuple[Any, str, list[str]]:
+    """Load a model; returns (model, loader description, errors of the loaders that failed first).
+    Student code runs only when `runs_code` is set, which the grader does only inside the sandbox:
+    Keras 3 then loads with ``safe_mode=False``; tf_keras runs a Keras 2 file's Lambda bytecode
+    whatever the flag. `kind`: grader.filetype's decision ("keras": a zip, "h5": HDF5, "tflite": the
+    TFLite interpreter, grader.tflite_eval); taken here, by the same function, when not given."""
     if kind is None:
         from grader.filetype import sniff
 
-        decided = sniff(path)
-        if decided == "tflite":
-            raise ValueError(f"{Path(path).name} is a TensorFlow Lite model, not a Keras model")
-        kind = decided
+        kind = sniff(path)
+    if kind == "tflite":
+        from grader.tflite_eval import TFLiteModel
+
+        tflite = TFLiteModel(path)
+        return tflite, tflite.loader, []
     errors: list[str] = []
     order = ["tf_keras", "keras"] if (keras_version or "").startswith("2.") else ["keras", "tf_keras"]
     if kind == "keras" and order[0] == "tf_keras":
@@ -344,19 +347,10 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
     warnings: list[str] = list(device.notes)
     batch = Batch(batch_size)
     try:
-        kind = item.format
-        if kind is None:
-            from grader.filetype import sniff
-
-            kind = sniff(item.path)
-        if kind == "tflite":
-            from grader.tflite_eval import TFLiteModel
-
-            model = TFLiteModel(item.path)
-            loader, load_errors = model.loader, []
+        model, loader, load_errors = _load(item.path, item.keras_version, item.runs_code, item.format)
+        tflite = backends.framework(model) == "tflite"
+        if tflite:
             warnings += list(model.notes)
-        else:
-            model, loader, load_errors = _load(item.path, item.keras_version, item.runs_code, kind)
         if load_errors:
             warnings.append("first loader failed, another one read the file: " + "; ".join(load_errors))
         input_shape = _input_shape(model, item.input_shape)
@@ -384,7 +378,7 @@ def evaluate_one(item: WorkerModel, hidden: np.ndarray, public_x: np.ndarray, pu
         scores = score(finalists, len(public_x))
         key = adapt.choose(scores)
         cand = every[key]
-        outputs, run = _hidden_pass(model, hidden, input_shape, cand, stats, batch, device, on_device=kind != "tflite")
+        outputs, run = _hidden_pass(model, hidden, input_shape, cand, stats, batch, device, on_device=not tflite)
         probs = _reorder(outputs, item.label_order)
         if batch.halvings:
             warnings.append(f"the device ran out of memory with batches of {batch_size}; evaluated with batches of "
