@@ -126,7 +126,7 @@ def _looks_like(head: bytes) -> str:
         return "an empty file"
     if head.startswith(b"\x08") and b"onnx" in head.lower():
         return "an ONNX model"
-    if head.lstrip()[:1] in (b"{", b"<", b"#") or head.startswith(b"\xef\xbb\xbf") or head.isascii():
+    if head.startswith(b"\xef\xbb\xbf") or all(32 <= b < 127 or b in b"\t\r\n" for b in head):
         return "a text file"
     return f"a file starting {head[:8]!r}"
 
