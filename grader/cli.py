@@ -69,7 +69,8 @@ def _grade_parser() -> argparse.ArgumentParser:
     p.add_argument("--sandbox", choices=("auto", "bwrap", "none"), default="auto",
                    help="isolation of student models: bwrap (bubblewrap), none, or auto: bwrap when usable (default)")
     p.add_argument("--disk-limit", type=float, default=None, metavar="GB",
-                   help="what one submission's sandbox may write, in its own size-capped space (default 2)")
+                   help="what one submission's sandbox may write, in its own size-capped space (default: the rubric's "
+                        "sandbox.disk_gb, 2)")
     p.add_argument("--memory-limit", type=float, default=8.0, metavar="GB",
                    help="address space one evaluation may use, in GB (default 8)")
     p.add_argument("--allow-unsandboxed-code", action="store_true",
@@ -215,7 +216,7 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
         only=tuple(args.only or ()), single=args.single, formats=formats, timeout_per_model=args.timeout, cache=not args.no_cache,
         download=not args.no_download, verify_checksums=not args.own_test_set, project_root=root,
         sandbox=args.sandbox, memory_limit_gb=args.memory_limit, allow_unsandboxed_code=args.allow_unsandboxed_code,
-        **({"disk_limit_gb": args.disk_limit} if args.disk_limit is not None else {}),
+        disk_limit_gb=args.disk_limit,
         zygote=not args.no_zygote, ledger=args.ledger, report_strings=args.report_strings or defaults.get("report_strings"),  # type: ignore[arg-type]
     )
     load_strings(settings.report_strings)  # a typo in a translation stops here, before any grading

@@ -259,7 +259,8 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         limits = Limits(memory_bytes=None if device != "cpu" else int(settings.memory_limit_gb * 1024**3),
                         cpu_seconds=int(settings.timeout_per_model * (os.cpu_count() or 1)) + 60,
                         gpu_memory_fraction=settings.gpu_fraction() if device != "cpu" else None,
-                        disk_bytes=int(settings.disk_limit_gb * 1024**3), tasks=settings.max_tasks)
+                        disk_bytes=int((settings.disk_limit_gb or rubric.sandbox.disk_gb) * 1024**3),
+                        tasks=settings.max_tasks or rubric.sandbox.max_tasks)
         zygotes = (ZygotePool(inputs.hidden_images.parent, scratch / "slots", device, slots)
                    if isolation.kind == "bwrap" and settings.zygote and ray_session is None else None)
         notebooks = None
@@ -275,7 +276,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
                                 batch_size=settings.batch_size, device_slots=slots,
                                 reference_weights=_reference_dir(settings, hidden_files.directory))
         settings_key = (f"{inputs.hidden_sha256}|{settings.public_sample}|{rubric.dataset}|{__version__}|{GATHER_FORMAT}|"
-                        f"{options.runs_code}|{settings.memory_limit_gb}|{settings.disk_limit_gb}|{settings.max_tasks}|{os.environ.get('KERAS_BACKEND', 'tensorflow')}|{device.split(':')[0]}|"
+                        f"{options.runs_code}|{settings.memory_limit_gb}|{limits.disk_bytes}|{limits.tasks}|{os.environ.get('KERAS_BACKEND', 'tensorflow')}|{device.split(':')[0]}|"
                         f"{rubric.notebooks.model_dump_json() if rubric.notebooks.execute else 'static'}|"
                         f"{rubric.images.model_dump_json() if rubric.images else 'idx'}|{options.expects_models}")
         evidences: list[Evidence] = []

@@ -23,7 +23,7 @@ from grader.competition import CompetitionSpec
 from grader.leaderboard import LeaderboardSpec
 
 _TOP_KEYS = {"assignment": str, "title": str, "dataset": str, "description": str, "notebooks": dict, "leaderboard": dict,
-             "competition": dict, "images": dict, "plausibility": dict, "criteria": list}
+             "competition": dict, "images": dict, "plausibility": dict, "sandbox": dict, "criteria": list}
 
 
 _TOP_WORDS = {list: "a list of criteria", dict: "a mapping of settings", str: "text"}
@@ -75,6 +75,18 @@ class PlausibilityPolicy(BaseModel):
                           "accuracy on the public training sample by more than this")
 
 
+class SandboxPolicy(BaseModel):
+    """The rubric's `sandbox:` section: what one submission's sandbox may use while it is graded (its
+    model evaluation or its notebook). `grade --disk-limit` overrides `disk_gb` for one run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    disk_gb: float = Field(default=2.0, gt=0, le=1024, description="what the submission may write: its files, /tmp "
+                           "and /dev/shm are size-capped memory that vanishes with it (never the host's disk)")
+    max_tasks: int = Field(default=512, ge=16, le=65536, description="processes and threads it may hold at once "
+                           "(a pids cgroup, where the machine lets the grader make one)")
+
+
 class CompetitionPolicy(CompetitionSpec):
     """The rubric's `competition:` section: students hand in prediction files (`id,label` CSVs) that
     the grader scores on the hidden set, split into a public and a private part, with limits per day
@@ -105,6 +117,7 @@ class Rubric(BaseModel):
     competition: CompetitionPolicy | None = None  # a contest of prediction files (grader.competition)
     images: ImagesPolicy | None = None  # the data set is an image folder (grader.image_folder)
     plausibility: PlausibilityPolicy = PlausibilityPolicy()  # when a hidden-set accuracy is flagged (grader.plausibility)
+    sandbox: SandboxPolicy = SandboxPolicy()  # what one submission's sandbox may write and start
     criteria: tuple[Criterion, ...]
 
     @property
@@ -307,6 +320,8 @@ def parse_rubric(text: str, shown: str) -> Rubric:
 
     plausibility = _section(data, "plausibility", PlausibilityPolicy, problems) or PlausibilityPolicy()
 
+    sandbox = _section(data, "sandbox", SandboxPolicy, problems) or SandboxPolicy()
+
     criteria: list[Criterion] = []
     seen: dict[str, int] = {}
     raw_criteria = data.get("criteria") if isinstance(data.get("criteria"), list) else []
@@ -339,6 +354,7 @@ def parse_rubric(text: str, shown: str) -> Rubric:
         competition=competition,
         images=images,
         plausibility=plausibility,
+        sandbox=sandbox,
         criteria=tuple(criteria),
     )
 

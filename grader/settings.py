@@ -31,8 +31,10 @@ class Settings(BaseModel):
     timeout_per_model: float = Field(default=1800.0, gt=0)
     sandbox: Literal["auto", "bwrap", "none"] = "auto"
     memory_limit_gb: float = Field(default=8.0, gt=0)  # address space of one evaluation process
-    disk_limit_gb: float = Field(default=2.0, gt=0)  # what one submission's sandbox may write (its tmpfs mounts)
-    max_tasks: int = Field(default=512, ge=16)  # processes and threads of one sandbox at once (a pids cgroup, where one can be made)
+    # what one submission's sandbox may write, and its processes and threads at once; None: the rubric's
+    # `sandbox:` section says (grader.rubric.SandboxPolicy, whose defaults are 2 GB and 512)
+    disk_limit_gb: float | None = Field(default=None, gt=0)
+    max_tasks: int | None = Field(default=None, ge=16)
     allow_unsandboxed_code: bool = False
     zygote: bool = True  # sandboxed workers fork from a pre-imported one instead of starting Python each time
     batch_size: int = Field(default=256, ge=1)

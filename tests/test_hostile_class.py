@@ -302,6 +302,8 @@ notebooks:
   execute: true
   cell_timeout: 60
   timeout: 120
+sandbox:
+  disk_gb: 0.1
 criteria:
   - id: runs
     title: "The notebook runs"
@@ -324,7 +326,7 @@ def notebook_class(tmp_path_factory: pytest.TempPathFactory, fmnist_dir: Path): 
         _write_nb(root / "class" / name, cells)
     before = _usage(Path(os.environ.get("TMPDIR", "/tmp")))
     outcome = grade(root / "class", parse_rubric(NB_RUBRIC, "rubrics/nbhostile.yaml"),
-                    _settings(root / "out", fmnist_dir, jobs=2, disk_limit_gb=0.1))
+                    _settings(root / "out", fmnist_dir, jobs=2))  # the rubric's sandbox.disk_gb: 0.1
     return {s.student: s for s in outcome.results.students}, before
 
 
