@@ -458,3 +458,19 @@ def test_the_sandbox_works_wherever_the_grader_is_installed(layout: str, tmp_pat
         assert student["evidence"]["models"][0]["status"] == "evaluated"
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def test_a_python_the_sandbox_cannot_see_is_a_grader_fault_not_a_reason_to_drop_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--sandbox auto` falls back only when bwrap itself cannot make namespaces; an interpreter the
+    sandbox does not mount is the grader's fault: exit 1 with the fix, never an unsandboxed run."""
+    _need_bwrap()
+    from grader import sandbox
+    from grader.errors import GraderFault
+
+    if any(Path(sys.executable).resolve().is_relative_to(f"/{d}") for d in ("usr", "bin", "lib")):
+        pytest.skip("this Python is under /usr: every sandbox mounts it, so it cannot be hidden from one")
+    monkeypatch.setattr(sandbox, "_python_roots", lambda: [])
+    with pytest.raises(GraderFault) as raised:
+        sandbox.detect_isolation("auto")
+    assert "the sandbox cannot start the grader's Python" in raised.value.message
+    assert "No such file" in raised.value.message and "install the grader" in raised.value.hint
