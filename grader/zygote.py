@@ -57,6 +57,7 @@ _READY_TIMEOUT = 180.0
 _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, _PR_SET_DUMPABLE = 38, 22, 2, 4
 _LOG_TAIL = 4000
 _MAX_ANSWER_FILES = 64
+_MAX_ANSWER_BYTES = 512 * 1024**2
 _FULL_MARGIN = 1024**2  # a writable place with less than this left counts as filled
 
 
@@ -237,8 +238,11 @@ class Zygote:
                 break
         frames: list[Any] = []
         try:
+            # an answer is a few small files (result JSON, the outputs as .npy): what the child may write
+            # in its space is capped, and what the grader takes back of it is capped again
             for frame in read_frames(self.proc.stdout, files_dir or self.slot.parent / "unused",  # type: ignore[arg-type]
-                                     max_file_bytes=self.disk_bytes, max_total_bytes=2 * self.disk_bytes + 2**26):
+                                     max_file_bytes=min(self.disk_bytes, _MAX_ANSWER_BYTES),
+                                     max_total_bytes=min(self.disk_bytes, _MAX_ANSWER_BYTES) + 2**26):
                 frames.append(frame.document if frame.kind == "json" else frame)
                 if frame.kind == "json" and (frame.document.get("end") or frame.document.get("ready")):
                     return frames
