@@ -263,6 +263,7 @@ def _cmd_checks(argv: list[str], stdout: TextIO) -> int:
 
 
 def _cmd_bundle(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
+    from grader._atomic import write_atomic, write_fault
     from grader.bundle import KEY_ENV, make_bundle, new_key
 
     p = argparse.ArgumentParser(
@@ -279,9 +280,10 @@ def _cmd_bundle(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
     if made:
         key = new_key()
     data = make_bundle(args.folder, key)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, args.out)
+    try:
+        write_atomic(args.out, data)  # whole or not at all; no temporary file left on a full disk
+    except OSError as exc:
+        raise write_fault(exc, args.out.resolve().parent, f"the bundle {args.out.name}") from None
     print(f"wrote {args.out} ({len(data):,} bytes)", file=stdout)
     if made:
         print(f"{KEY_ENV}={key}", file=stdout)

@@ -369,6 +369,8 @@ def _competition(rubric: Rubric, submissions: list[Submission], evidences: list[
                 notes[sub.student] = _apply_selection(ledger, policy, sub.student, selection.real, now)
         records = ledger.records()
     except (OSError, CompetitionError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the machine's problem: exit 1
+            raise write_fault(exc, ledger_path.parent, "the competition ledger") from None
         raise GraderError(f"competition ledger {ledger_path}: {exc}",
                           hint="the ledger keeps every submission and its limits: restore it, or pass --ledger FILE") from None
     return [e.model_copy(update={"competition": CompetitionEvidence(
