@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import re
 import subprocess
 import unicodedata
@@ -329,6 +330,18 @@ def test_re_rendering_into_a_full_folder_is_a_grader_fault_too(graded_twice, tmp
         code = main(["report", str(reports / "results.json"), "--format", "html,csv,json", "--out", str(out)],
                     stdout=io.StringIO(), stderr=err)
         _assert_fault(code, err.getvalue(), out, _temporary_files(out))
+
+
+def test_a_bundle_written_to_a_full_disk_is_a_grader_fault_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "t10k-labels-idx1-ubyte").write_bytes(os.urandom(400 * 1024))  # larger than the disk
+    monkeypatch.delenv("GRADER_HIDDEN_KEY", raising=False)
+    with _tiny_disk(tmp_path / "disk", free_kb=64) as out:
+        err = io.StringIO()
+        code = main(["bundle", str(hidden), "-o", str(out / "hidden.bundle")], stdout=io.StringIO(), stderr=err)
+        _assert_fault(code, err.getvalue(), out, _temporary_files(out))
+        assert not (out / "hidden.bundle").exists()
 
 
 # ------------------------------------------------------------------------------------------------
