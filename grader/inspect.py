@@ -97,6 +97,12 @@ _LAYER_MODULE_PREFIXES = ("keras.layers.", "keras.src.layers.", "keras.src.model
 # Keras 3 functional models store `keras.ops` calls on symbolic tensors as operations of these modules
 # (e.g. class "Add", module "keras.src.ops.numpy"): numeric ops that take tensors only, no callable.
 _PURE_OP_MODULES = frozenset({f"keras.src.ops.{m}" for m in ("numpy", "nn", "math", "image", "linalg")})
+# A Keras 3 function reference inside a config ({"class_name": "function", "module": M, "config": NAME}):
+# Keras imports M and calls NAME, so any function of any keras.* module would do (keras.utils.get_file,
+# the saving API). Plain only from the modules of pure numeric functions (activations, losses,
+# metrics, ops, initializers, regularizers, constraints); 'builtins' and everything else are code.
+_PURE_FUNCTION_MODULES = tuple(f"keras.{src}{m}" for src in ("", "src.") for m in (
+    "activations", "losses", "metrics", "ops", "initializers", "regularizers", "constraints"))
 # keras.src.ops.core also holds control flow that takes Python callables (Map, Scan, Cond, WhileLoop,
 # ForiLoop, Switch, VectorizedMap, AssociativeScan): code. Only these of its operations are plain.
 _PURE_CORE_OPS = frozenset({"Cast", "SaturateCast", "ConvertToTensor", "Slice", "SliceUpdate", "Scatter",
@@ -775,6 +781,12 @@ def _custom_class(raw: Mapping[str, Any]) -> bool:
     return not _plain_class(raw)
 
 
+def _pure_function_module(module: Any) -> bool:
+    if not isinstance(module, str) or module.startswith(("keras.ops.core", "keras.src.ops.core")):  # map, scan, cond...
+        return False
+    return any(module == m or module.startswith(m + ".") for m in _PURE_FUNCTION_MODULES)
+
+
 def _code_inside(value: Any, key: str = "", depth: int = 0) -> bool:
     """Bytecode or custom objects anywhere in a layer's config: a Lambda inside TimeDistributed,
     ``activation=lambda x: ...`` (Keras 3 stores it as ``__lambda__``), a custom initializer."""
@@ -784,6 +796,8 @@ def _code_inside(value: Any, key: str = "", depth: int = 0) -> bool:
         class_name = value.get("class_name")
         if class_name in ("Lambda", "__lambda__"):
             return True
+        if class_name == "function":
+            return not _pure_function_module(value.get("module"))
         if isinstance(class_name, str) and "config" in value:
             if "module" in value and not _is_keras_module(value.get("module")):
                 return True

@@ -147,3 +147,23 @@ def test_keras3_classes_outside_the_allowlist_are_code(k3_ops: Path, tmp_path: P
     target.update(module=module, class_name=class_name, registered_name=registered)
     path = rewrite_keras_zip(k3_ops, tmp_path / "ops.keras", config=json.dumps(config).encode())
     assert _code(path) == (target["config"]["name"],)
+
+
+@pytest.mark.parametrize(("module", "function", "code"), [
+    ("keras.src.activations.activations", "relu", False),
+    ("keras.activations", "gelu", False),
+    ("keras.src.ops.numpy", "tanh", False),
+    ("keras.utils", "get_file", True),  # Keras would import the module and call any function of it
+    ("keras.src.saving.saving_api", "load_model", True),
+    ("keras.src.ops.core", "map", True),
+    ("builtins", "relu", True),
+    ("os", "system", True),
+])
+def test_keras3_function_references_are_plain_only_from_pure_modules(k3_ops: Path, tmp_path: Path, module: str,
+                                                                     function: str, code: bool) -> None:
+    config = _k3_config(k3_ops)
+    dense = next(lay for lay in config["config"]["layers"] if lay["class_name"] == "Dense")
+    dense["config"]["activation"] = {"module": module, "class_name": "function", "config": function,
+                                     "registered_name": None}
+    path = rewrite_keras_zip(k3_ops, tmp_path / "fn.keras", config=json.dumps(config).encode())
+    assert _code(path) == ((dense["config"]["name"],) if code else ())
