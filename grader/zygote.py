@@ -18,7 +18,8 @@ is bound READ-ONLY at ``/slot``. Per submission:
    ptrace), sends its output to a log in its folder under /work and runs `grader.evaluate.run`;
 3. the zygote reaps it, and only then answers on its stdout (grader.channel frames): the nonce, the
    pid it forked and reaped, the wait status, the log's tail, whether the writable space was full,
-   then the files the child wrote, then an end frame; then it empties /work and /dev/shm.
+   then the files the child wrote; then it empties /work and /dev/shm, and ends the answer saying
+   whether they are empty (when not, the grader starts a new zygote for the next submission).
 
 Why a child cannot speak for itself or for another: the zygote is PID 1 of its namespace
 (``--as-pid-1``) and not dumpable, so a child (same uid, no capabilities) can open none of its
@@ -50,7 +51,8 @@ from grader.channel import ChannelError, read_frames, send_file, send_json
 from grader.devices import DeviceSlots, Gpu
 from grader.evaluate import Limits, WorkerRequest
 from grader.sandbox import (
-    SEAL, WorkerOutcome, _env, _safe_name, bwrap_base, classify, describe, inner_request, placed, seccomp_program,
+    SEAL, WorkerOutcome, _env, _safe_name, bwrap_base, classify, describe, inner_request, log_tail, placed,
+    seccomp_program,
 )
 
 _READY_TIMEOUT = 180.0
@@ -98,15 +100,6 @@ def _child(request_path: str, program: bytes | None, folder: Path) -> int:
     return 0
 
 
-def _tail(path: Path) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, path.stat().st_size - _LOG_TAIL))
-            return fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 def _filled(folder: str) -> bool:
     try:
         info = os.statvfs(folder)
@@ -115,13 +108,24 @@ def _filled(folder: str) -> bool:
     return info.f_bavail * info.f_frsize < _FULL_MARGIN
 
 
-def _empty(folder: Path) -> None:
-    for entry in folder.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
+def _empty(folder: Path) -> bool:
+    """Remove everything in `folder`; True when it is empty afterwards. A child may leave folders it
+    made unreadable (mode 000: the zygote has no capability to ignore that, so it gives them back
+    their mode first) or nested deeper than a path or Python's recursion can follow: then this says
+    False, and the grader starts a new zygote, whose writable mounts are new."""
+    try:
+        for root, dirs, _ in os.walk(folder):
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(root, name), 0o700)
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
                 entry.unlink()
+        return not any(folder.iterdir())
+    except (OSError, RecursionError):
+        return False
 
 
 def serve(preload: bool = True) -> None:
@@ -161,13 +165,13 @@ def serve(preload: bool = True) -> None:
                 os._exit(code)
         reaped, status = os.waitpid(pid, 0)
         files = sorted(p for p in (folder / "out").iterdir() if p.is_file() and not p.is_symlink())[:_MAX_ANSWER_FILES]
-        send_json(out, {"nonce": nonce, "pid": pid, "reaped": reaped, "status": status, "log_tail": _tail(folder / "worker.log"),
+        send_json(out, {"nonce": nonce, "pid": pid, "reaped": reaped, "status": status, "log_tail": log_tail(folder / "worker.log"),
                         "full": _filled("/work") or _filled("/dev/shm")})
         for path in files:
             send_file(out, path.name, path)
-        send_json(out, {"nonce": nonce, "end": True})
-        _empty(Path("/work"))
-        _empty(Path("/dev/shm"))
+        clean = _empty(Path("/work"))
+        clean = _empty(Path("/dev/shm")) and clean
+        send_json(out, {"nonce": nonce, "end": True, "clean": clean})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -276,8 +280,9 @@ class Zygote:
         except (BrokenPipeError, OSError):
             frames = None
         head = frames[0] if frames and isinstance(frames[0], dict) else None
+        end = frames[-1] if frames and isinstance(frames[-1], dict) else {}
         if head is None or head.get("nonce") != nonce or head.get("pid") != head.get("reaped") \
-                or not isinstance(head.get("status"), int) or frames[-1] != {"nonce": nonce, "end": True}:
+                or not isinstance(head.get("status"), int) or end.get("nonce") != nonce or end.get("end") is not True:
             timed_out = frames is None and self.proc.poll() is None
             self.close()  # a child past its time, or a zygote that died: the next submission gets a new one
             for produced in scratch.iterdir():  # nothing of an answer that did not end is believed
@@ -287,6 +292,8 @@ class Zygote:
             return WorkerOutcome(kind=kind, returncode=None, seconds=time.perf_counter() - start, log_tail="",
                                  message=describe(kind, None, timeout) if timed_out
                                  else "the grader's evaluation process was stopped while it evaluated this model")
+        if end.get("clean") is not True:  # something of this child could not be removed: no later child may find it
+            self.close()
         status = head["status"]
         returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         tail = str(head.get("log_tail", ""))[-_LOG_TAIL:]

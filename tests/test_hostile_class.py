@@ -69,14 +69,37 @@ LEAVE = textwrap.dedent("""
         try:
             with open(os.path.join(folder, 'note-from-leaver'), 'wb') as fh:
                 fh.write(b'x' * (4 * 1024 * 1024))
+            hidden = os.path.join(folder, 'locked')  # a folder its owner closed (mode 000)
+            os.mkdir(hidden)
+            open(os.path.join(hidden, 'note-locked'), 'w').write('x')
+            os.chmod(hidden, 0)
         except OSError:
             pass
+    here = os.getcwd()
+    try:  # a tree deeper than a path or Python's recursion can follow
+        os.chdir('/dev/shm')
+        for _ in range(1500):
+            os.mkdir('d')
+            os.chdir('d')
+        open('note-deep', 'w').write('x')
+    except OSError:
+        pass
+    os.chdir(here)
 """)
 FIND = textwrap.dedent("""
     import os
     found = []
-    for folder, _, names in list(os.walk('/work')) + list(os.walk('/dev/shm')) + list(os.walk('/slot')):
-        found += [os.path.join(folder, n) for n in names if 'note' in n or n == 'model.keras']
+    try:
+        for top in ('/work', '/dev/shm', '/slot'):
+            for folder, dirs, names in os.walk(top):
+                for d in dirs:
+                    try:
+                        os.chmod(os.path.join(folder, d), 0o700)  # reopen what a leaver locked
+                    except OSError:
+                        pass
+                found += [os.path.join(folder, n) for n in names + dirs if 'note' in n or n in ('model.keras', 'locked', 'd')]
+    except RecursionError:
+        found.append('a tree too deep to walk')
     if found:
         raise RuntimeError('FOUND ' + ', '.join(found[:5]))
 """)
