@@ -11,7 +11,6 @@ import argparse
 import os
 import shutil
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import TextIO

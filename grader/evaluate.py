@@ -22,7 +22,6 @@ hidden set goes to the model in chunks bounded in bytes; and each model's hidden
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading

@@ -16,7 +16,6 @@ changed the way an attacker would change the file.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
