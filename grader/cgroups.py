@@ -114,11 +114,23 @@ def find_parent() -> Path | None:
     for folder in folders:
         if not _writable_parent(folder):
             continue
-        if (folder / "pids.max").exists() or (folder / "tasks").exists():  # cgroup v1 pids
-            return folder
-        if _v2_ready(folder):
+        if (folder / "pids.max").exists() or (folder / "tasks").exists() or _v2_ready(folder):  # v1 pids, or v2
+            _sweep(folder)
             return folder
     return None
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the cgroups of graders that are gone (killed with -9 before they could): empty ones only."""
+    for folder in parent.glob("grader-*-*"):
+        try:
+            pid = int(folder.name.split("-")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        except (ValueError, OSError):
+            continue
 
 
 def status_note() -> str:
