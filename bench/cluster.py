@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from grader.pipeline import grade  # noqa: E402
-from grader.rubric import load_rubric  # noqa: E402
+from grader.inputs.rubric import load_rubric  # noqa: E402
 from grader.settings import Settings, project_defaults  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 backend this process has (KERAS_BACKEND=tensorflow|jax|torch; a GPU when the backend sees one).
 
 For each model, in this run, after a warm-up: the grader's path as it predicts the hidden set
-(`grader.evaluate._predict(on_device=True)`: the adaptation as layers in front of the model, on its
+(`grader.worker.evaluate._predict(on_device=True)`: the adaptation as layers in front of the model, on its
 device), the host path (numpy adaptation in memory-bounded chunks, what it did before), and a bare
 `model.predict` on input adapted beforehand. Prints seconds, the ratio grader / bare (the target is
 <= 1.2) and host / bare, and the accuracies, which must agree. Models are built here (VGG16 with weights=None: the cost of
@@ -24,8 +24,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from grader import adapt, datasets  # noqa: E402
-from grader.evaluate import _predict  # noqa: E402
+from grader.worker import adapt  # noqa: E402
+from grader.inputs import datasets
+from grader.worker.evaluate import _predict  # noqa: E402
 from grader.settings import project_defaults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,11 +22,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from grader import datasets  # noqa: E402
-from grader.evaluate import WorkerModel, WorkerRequest  # noqa: E402
+from grader.inputs import datasets  # noqa: E402
+from grader.worker.evaluate import WorkerModel, WorkerRequest  # noqa: E402
 from grader.pipeline import _public_sample  # noqa: E402
-from grader.sandbox import detect_isolation, run_worker  # noqa: E402
-from grader.zygote import ZygotePool  # noqa: E402
+from grader.sandbox.isolation import detect_isolation, run_worker  # noqa: E402
+from grader.sandbox.zygote import ZygotePool  # noqa: E402
 from grader.settings import project_defaults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,11 +26,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from grader import datasets  # noqa: E402
-from grader.evaluate import Limits  # noqa: E402
-from grader.notebook_exec import NotebookContext, execute_notebook  # noqa: E402
-from grader.rubric import NotebookPolicy  # noqa: E402
-from grader.sandbox import detect_isolation  # noqa: E402
+from grader.inputs import datasets  # noqa: E402
+from grader.worker.evaluate import Limits  # noqa: E402
+from grader.sandbox.notebook_sandbox import NotebookContext, execute_notebook  # noqa: E402
+from grader.inputs.rubric import NotebookPolicy  # noqa: E402
+from grader.sandbox.isolation import detect_isolation  # noqa: E402
 from grader.settings import project_defaults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

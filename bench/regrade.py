@@ -15,7 +15,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from grader.pipeline import grade  # noqa: E402
-from grader.rubric import load_rubric  # noqa: E402
+from grader.inputs.rubric import load_rubric  # noqa: E402
 from grader.settings import Settings, project_defaults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,11 +18,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from grader.evidence import ClassMetrics, Evidence, History, Metrics, NotebookEvidence  # noqa: E402
-from grader.judge import judge  # noqa: E402
+from grader.records.evidence import ClassMetrics, Evidence, History, Metrics, NotebookEvidence  # noqa: E402
+from grader.judging.judge import judge  # noqa: E402
 from grader.report import write_reports  # noqa: E402
-from grader.results import RunInfo  # noqa: E402
-from grader.rubric import load_rubric  # noqa: E402
+from grader.records.results import RunInfo  # noqa: E402
+from grader.inputs.rubric import load_rubric  # noqa: E402
 from tests._evidence import CNN, NAMES, arch, model, vgg16  # noqa: E402
 
 

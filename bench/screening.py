@@ -1,4 +1,4 @@
-"""Choosing a model's preprocessing with screening (grader.adapt.shortlist) vs scoring every
+"""Choosing a model's preprocessing with screening (grader.worker.adapt.shortlist) vs scoring every
 candidate on the whole public sample, for the example class's models.
 
 Both ways run in this process, one after the other, per model, so the ratio is comparable on a
@@ -21,9 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from grader import adapt, datasets  # noqa: E402
-from grader import evaluate as ev  # noqa: E402
-from grader.inspect import inspect_model_file  # noqa: E402
+from grader.worker import adapt  # noqa: E402
+from grader.inputs import datasets
+from grader.worker import evaluate as ev  # noqa: E402
+from grader.facts.keras_file import inspect_model_file  # noqa: E402
 from grader.pipeline import _public_sample  # noqa: E402
 from grader.settings import project_defaults  # noqa: E402
 

@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from grader.evidence import Evidence, ModelEvidence, NotebookEvidence
-from grader.fingerprints import decode_labels, encode_labels
-from grader.similarity import find_similar
+from grader.records.evidence import Evidence, ModelEvidence, NotebookEvidence
+from grader.facts.fingerprints import decode_labels, encode_labels
+from grader.judging.similarity import find_similar
 
 COPIES = 3  # planted pairs of each kind
 

@@ -22,8 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from grader import adapt, datasets  # noqa: E402
-from grader.evaluate import _load  # noqa: E402
+from grader.worker import adapt  # noqa: E402
+from grader.inputs import datasets
+from grader.worker.evaluate import _load  # noqa: E402
 from grader.settings import project_defaults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

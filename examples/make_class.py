@@ -30,7 +30,7 @@ HW9 = ROOT / "submissions-hw9"
 def train_data(data: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """50,000 images to train on and 10,000 held out, all from the PUBLIC train split, found the
     way the grader finds data (--data, $GRADER_HIDDEN_TESTS, [tool.grader], caches, download)."""
-    from grader.datasets import load_split, resolve_split
+    from grader.inputs.datasets import load_split, resolve_split
     from grader.settings import project_defaults
 
     if data is None:

@@ -1,20 +1,38 @@
 """grader: grade machine-learning homework (saved Keras models, notebooks) against a rubric.
 
-Evidence is gathered once per submission (`gather`), judged by pure checks (`judge`), and written
-by sinks (`grader.report`).
+The packages follow the data's way (docs/architecture.md): `inputs` (rubric, submissions, data sets)
+-> `facts` (static reading, gathering evidence through `sandbox`, whose `worker` runs inside) ->
+`scoring` (the only place with labels) -> `judging` (pure checks) -> `report` (sinks); `records`
+holds the plain data that travels between them, and `pipeline` and `cli` sit on top.
+
+The names below are imported when first used, so that a sandboxed worker (`python -m
+grader.worker.evaluate`), which imports this package first, does not import the judge and its
+dependencies.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from grader._version import __version__
-from grader.evidence import Evidence
-from grader.judge import judge
-from grader.results import CriterionResult, Results
-from grader.rubric import Rubric, load_rubric
 
 __all__ = ["CriterionResult", "Evidence", "Results", "Rubric", "__version__", "grade", "judge", "load_rubric"]
 
+_LAZY = {
+    "Evidence": ("grader.records.evidence", "Evidence"),
+    "CriterionResult": ("grader.records.results", "CriterionResult"),
+    "Results": ("grader.records.results", "Results"),
+    "Rubric": ("grader.inputs.rubric", "Rubric"),
+    "load_rubric": ("grader.inputs.rubric", "load_rubric"),
+    "judge": ("grader.judging.judge", "judge"),
+    "grade": ("grader.pipeline", "grade"),
+}
 
-def grade(*args, **kwargs):  # type: ignore[no-untyped-def]
-    """Grade a folder of submissions; see grader.pipeline.grade."""
-    from grader.pipeline import grade as _grade
 
-    return _grade(*args, **kwargs)
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'grader' has no attribute {name!r}")
+    from importlib import import_module
+
+    module, attr = _LAZY[name]
+    return getattr(import_module(module), attr)

@@ -167,7 +167,7 @@ def _shown(paths: list[Path]) -> list[str]:
 
 def _check_device_args(args: argparse.Namespace) -> None:
     """--device, --gpu-share and --gpu-memory-fraction, as usage errors (exit 4) that say what is allowed."""
-    from grader.devices import parse_device
+    from grader.sandbox.devices import parse_device
 
     try:
         args.device = parse_device(args.device)
@@ -189,7 +189,7 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
     from grader.pipeline import grade
     from grader.report import sink_names
     from grader.report.strings import load_strings
-    from grader.rubric import load_rubric
+    from grader.inputs.rubric import load_rubric
     from grader.settings import Settings, project_defaults
 
     args = _grade_parser().parse_args(argv)
@@ -247,7 +247,7 @@ def _cmd_grade(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
 
 
 def _cmd_checks(argv: list[str], stdout: TextIO) -> int:
-    from grader.checks import check_names, get_check
+    from grader.judging.checks import check_names, get_check
 
     argparse.ArgumentParser(prog="grade checks", description="List the check kinds a rubric can use.").parse_args(argv)
     for name in check_names():
@@ -262,8 +262,8 @@ def _cmd_checks(argv: list[str], stdout: TextIO) -> int:
 
 
 def _cmd_bundle(argv: list[str], stdout: TextIO, stderr: TextIO) -> int:
-    from grader._atomic import write_atomic, write_fault
-    from grader.bundle import KEY_ENV, make_bundle, new_key
+    from grader.atomic import write_atomic, write_fault
+    from grader.inputs.bundle import KEY_ENV, make_bundle, new_key
 
     p = argparse.ArgumentParser(
         prog="grade bundle", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -294,7 +294,7 @@ def _cmd_report(argv: list[str], stdout: TextIO) -> int:
     from pydantic import ValidationError
 
     from grader.report import write_reports
-    from grader.results import Results
+    from grader.records.results import Results
 
     p = argparse.ArgumentParser(prog="grade report", description="Re-render reports from results.json without regrading.")
     p.add_argument("results", type=Path)

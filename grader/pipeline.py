@@ -21,32 +21,33 @@ from pathlib import Path
 
 import numpy as np
 
-from grader import cgroups, datasets
-from grader._atomic import write_fault
+from grader.sandbox import cgroups
+from grader.inputs import datasets
+from grader.atomic import write_fault
 from grader._version import __version__
-from grader.adapt import Stats
-from grader.cache import EvidenceCache, cache_key
-from grader.devices import DeviceSlots, choose_gpus, device_name
-from grader.discover import Submission, content_hash, discover, list_files
+from grader.worker.adapt import Stats
+from grader.facts.cache import EvidenceCache, cache_key
+from grader.sandbox.devices import DeviceSlots, choose_gpus, device_name
+from grader.inputs.discover import Submission, content_hash, discover, list_files
 from grader.errors import GraderError
-from grader.evidence import CompetitionEvidence, Evidence
-from grader.executors import LocalExecutor, RayExecutor, RaySession
-from grader.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather_unscored, score_gathered, with_fingerprints
-from grader.judge import expects_models, judge
-from grader.competition import MAX_BYTES as MAX_PREDICTION_BYTES
-from grader.competition import CompetitionError, Ledger, deselect, ids_problem, select, submit
-from grader.kaggle import looks_like_kaggle
-from grader.notebooks import matches_globs, read_notebook
+from grader.records.evidence import CompetitionEvidence, Evidence
+from grader.sandbox.executors import LocalExecutor, RayExecutor, RaySession
+from grader.facts.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather_unscored, score_gathered, with_fingerprints
+from grader.judging.judge import expects_models, judge
+from grader.scoring.competition import MAX_BYTES as MAX_PREDICTION_BYTES
+from grader.scoring.competition import CompetitionError, Ledger, deselect, ids_problem, select, submit
+from grader.facts.kaggle import looks_like_kaggle
+from grader.facts.notebooks import matches_globs, read_notebook
 from grader.report import ReportOptions, write_reports
 from grader.report.strings import load_strings
-from grader.results import Results, RunInfo
-from grader.rubric import CompetitionPolicy, Rubric
-from grader.bundle import KEY_ENV, is_bundle, open_bundle
-from grader.runfolder import make_run_folder, sweep_stale
-from grader.evaluate import Limits
-from grader.notebook_exec import NotebookContext
-from grader.sandbox import detect_isolation
-from grader.zygote import ZygotePool
+from grader.records.results import Results, RunInfo
+from grader.inputs.rubric import CompetitionPolicy, Rubric
+from grader.inputs.bundle import KEY_ENV, is_bundle, open_bundle
+from grader.inputs.runfolder import make_run_folder, sweep_stale
+from grader.worker.evaluate import Limits
+from grader.sandbox.notebook_sandbox import NotebookContext
+from grader.sandbox.isolation import detect_isolation
+from grader.sandbox.zygote import ZygotePool
 from grader.settings import Settings
 
 Progress = Callable[[str, str, int, int], None]  # (event, student, done, total)
@@ -61,7 +62,7 @@ class GradeOutcome:
 
 
 def _device(requested: str) -> str:
-    """Where this machine evaluates for --device `requested`: "cpu", "gpu:0", "gpu:0,1" (grader.devices)."""
+    """Where this machine evaluates for --device `requested`: "cpu", "gpu:0", "gpu:0,1" (grader.sandbox.devices)."""
     return device_name(choose_gpus(requested))
 
 
@@ -118,7 +119,7 @@ def _image_split(rubric: Rubric, settings: Settings, which: str) -> Path:
 def _prepare_images(rubric: Rubric, settings: Settings, scratch: Path) -> tuple[PublicInputs, Scorer, FoundSplit, FoundSplit]:
     """An image-folder data set: every image decoded and resized to the rubric's size (a broken
     hidden image fails the run: a silent skip would change everybody's score)."""
-    from grader.image_folder import load_image_folder
+    from grader.inputs.image_folder import load_image_folder
 
     policy = rubric.images
     assert policy is not None
@@ -236,7 +237,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
     sweep_stale()  # run folders of runs that died (kill -9, power cut): they may hold decrypted hidden files
     run_folder = make_run_folder()  # removed at the end, or by its guardian if this process dies
     scratch = run_folder.path
-    in_memory = contextlib.ExitStack()  # a bundle's label files, kept in memory only (grader.bundle)
+    in_memory = contextlib.ExitStack()  # a bundle's label files, kept in memory only (grader.inputs.bundle)
     zygotes: ZygotePool | None = None
     bundle_note = ""
     notify = progress or (lambda *args: None)
@@ -251,7 +252,7 @@ def grade(path: str | Path, rubric: Rubric, settings: Settings, progress: Progre
         cancel = threading.Event()
         isolation = detect_isolation(settings.sandbox)
         # The run's GPUs, each given to `gpu_share` evaluations at a time (a sandbox gets its GPU's device
-        # nodes, grader.devices); with Ray, each node's own (grader.executors).
+        # nodes, grader.sandbox.devices); with Ray, each node's own (grader.sandbox.executors).
         slots = DeviceSlots.for_device(device, per_gpu=settings.gpu_share) if ray_session is None else DeviceSlots()
         # No address-space limit on a GPU: the CUDA driver maps the device's memory into the process's
         # address space, and any RLIMIT_AS a model could live with makes it fail with MemoryError. The

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from grader.devices import DEFAULT_GPU_MEMORY_FRACTION, parse_device
+from grader.sandbox.devices import DEFAULT_GPU_MEMORY_FRACTION, parse_device
 
 
 class Settings(BaseModel):
@@ -19,7 +19,7 @@ class Settings(BaseModel):
 
     out: Path | None = None  # default: reports/<assignment>/
     jobs: int = Field(default=1, ge=1)
-    device: str = "auto"  # auto, cpu, gpu or gpu:N (grader.devices.parse_device)
+    device: str = "auto"  # auto, cpu, gpu or gpu:N (grader.sandbox.devices.parse_device)
     gpu_share: int = Field(default=1, ge=1)  # submissions evaluated at once on one GPU
     gpu_memory_fraction: float | None = Field(default=None, gt=0, le=1)  # of a GPU per submission; None: 0.9 / gpu_share
     hidden_tests: Path | None = None
@@ -32,7 +32,7 @@ class Settings(BaseModel):
     sandbox: Literal["auto", "bwrap", "none"] = "auto"
     memory_limit_gb: float = Field(default=8.0, gt=0)  # address space of one evaluation process
     # what one submission's sandbox may write, and its processes and threads at once; None: the rubric's
-    # `sandbox:` section says (grader.rubric.SandboxPolicy, whose defaults are 2 GB and 512)
+    # `sandbox:` section says (grader.inputs.rubric.SandboxPolicy, whose defaults are 2 GB and 512)
     disk_limit_gb: float | None = Field(default=None, gt=0)
     max_tasks: int | None = Field(default=None, ge=16)
     allow_unsandboxed_code: bool = False
@@ -44,7 +44,7 @@ class Settings(BaseModel):
     project_root: Path = Path(".")
     report_strings: Path | None = None  # a translation of grader/report/strings/en.yaml
     ledger: Path | None = None  # the competition's ledger; default <out>/competition-ledger.jsonl
-    executor: Literal["local", "ray"] = "local"  # where submissions are gathered (grader.executors)
+    executor: Literal["local", "ray"] = "local"  # where submissions are gathered (grader.sandbox.executors)
     ray_address: str | None = None  # "auto" or HOST:PORT of a running Ray cluster; None: start one here with `jobs` CPUs
 
     @field_validator("device")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 
-from grader.evidence import (
+from grader.records.evidence import (
     Architecture,
     BaseMatch,
     ClassMetrics,

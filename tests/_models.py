@@ -1,7 +1,7 @@
 """Real Keras models for the inspection tests, built with keras 3 and with tf_keras (Keras 2 API).
 
 Files written by the real libraries are the only honest test data for a static reader: the layouts
-differ between versions in ways nobody documents (see grader/inspect.py). Both libraries coexist in
+differ between versions in ways nobody documents (see grader/facts/keras_file.py). Both libraries coexist in
 one process (keras 3.15 + tf_keras 2.21 on TF 2.21), so no subprocess is needed.
 """
 

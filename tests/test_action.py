@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-from grader.bundle import make_bundle, new_key
+from grader.inputs.bundle import make_bundle, new_key
 from tests._class import keras3_cnn
 
 ROOT = Path(__file__).resolve().parents[1]

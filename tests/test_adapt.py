@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader import adapt
+from grader.worker import adapt
 
 STATS = adapt.Stats(mean=0.286, std=0.353)
 IMAGES = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)

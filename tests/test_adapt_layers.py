@@ -1,4 +1,4 @@
-"""grader.adapt_layers gives the same model inputs as grader.adapt (numpy), for every candidate and
+"""grader.worker.adapt_layers gives the same model inputs as grader.worker.adapt (numpy), for every candidate and
 input shape, with Keras 3 and with tf_keras, so predicting on the device changes no grade."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader import adapt
-from grader.adapt_layers import with_front
-from grader.evaluate import _predict
+from grader.worker import adapt
+from grader.worker.adapt_layers import with_front
+from grader.worker.evaluate import _predict
 
 SHAPES = [(None, 784), (None, 28, 28), (None, 28, 28, 1), (None, 32, 32, 3), (None, 48, 48, 1), (None, 75, 75, 3)]
 STATS = adapt.Stats(0.286, 0.353)
@@ -79,17 +79,17 @@ def test_layers_adapt_any_source_exactly_as_numpy(images: np.ndarray, shape: tup
 def _evaluate_passes_the_source() -> bool:
     import inspect
 
-    from grader import evaluate
+    from grader.worker import evaluate
 
     return "source=" in inspect.getsource(evaluate._predict_on_device)
 
 
 @pytest.mark.skipif(not _evaluate_passes_the_source(),
-                    reason="grader/evaluate.py does not pass source= to with_front/target_shape yet")
+                    reason="grader/worker/evaluate.py does not pass source= to with_front/target_shape yet")
 def test_predict_rgb_on_device_equals_the_host_path(monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
-    from grader import evaluate
+    from grader.worker import evaluate
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((48, 48, 3)), keras.layers.Conv2D(4, 3, activation="relu"),

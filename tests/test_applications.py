@@ -1,4 +1,4 @@
-"""grader.applications: known bases found by structure in real saved models, never by names."""
+"""grader.facts.applications: known bases found by structure in real saved models, never by names."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from grader.applications import (
+from grader.facts.applications import (
     Reference,
     base_names,
     detect_bases,
@@ -15,8 +15,8 @@ from grader.applications import (
     reference_from_keras,
     references,
 )
-from grader.evidence import LayerInfo
-from grader.inspect import inspect_model_file
+from grader.records.evidence import LayerInfo
+from grader.facts.keras_file import inspect_model_file
 from tests._models import Built, shared_built
 
 
@@ -172,7 +172,7 @@ def test_bases_json_matches_keras(name: str) -> None:
 
 
 def test_bases_json_is_small_and_tokens_only() -> None:
-    from grader import applications
+    from grader.facts import applications
 
     path = applications._DATA
     data = json.loads(path.read_text())

@@ -12,11 +12,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from grader.judge import judge
+from grader.judging.judge import judge
 from grader.report import write_reports
 from grader.report.autograders import classroom_output, classroom_result, gradescope_result, summary_markdown
-from grader.results import Results, RunInfo
-from grader.rubric import load_rubric
+from grader.records.results import Results, RunInfo
+from grader.inputs.rubric import load_rubric
 from tests._evidence import CNN, arch, evidence, model, vgg16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ SCHEMA = json.loads((ROOT / "docs" / "classroom.schema.json").read_text())
 
 def class_results(*students: str) -> Results:
     rubric = load_rubric(ROOT / "rubrics" / "hw10.yaml")
-    from grader.evidence import Claim, NotebookEvidence, NotebookRun
+    from grader.records.evidence import Claim, NotebookEvidence, NotebookRun
 
     notebook = NotebookEvidence(path="hw10.ipynb", run=NotebookRun(status="completed", cells_run=3),
                                 claims=(Claim(metric="test_accuracy", value=0.93, text="Test accuracy: 0.93", cell=2),))
@@ -128,7 +128,7 @@ def test_bundle_end_to_end_with_a_generated_key(tmp_path: Path, fmnist_dir: Path
     plain folder; without the key, or with a wrong one, the run stops with a clear error (exit 4)."""
     import shutil
 
-    from grader.bundle import KEY_ENV, is_bundle
+    from grader.inputs.bundle import KEY_ENV, is_bundle
     from grader.cli import main
     from tests._class import keras3_cnn
 
@@ -168,13 +168,13 @@ def test_bundle_end_to_end_with_a_generated_key(tmp_path: Path, fmnist_dir: Path
 
 
 def new_wrong_key() -> str:
-    from grader.bundle import new_key
+    from grader.inputs.bundle import new_key
 
     return new_key()
 
 
 def test_bundle_refuses_a_tampered_file(tmp_path: Path) -> None:
-    from grader.bundle import BundleError, make_bundle, new_key, open_bundle
+    from grader.inputs.bundle import BundleError, make_bundle, new_key, open_bundle
 
     (tmp_path / "h").mkdir()
     (tmp_path / "h" / "labels.txt").write_text("secret")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from grader.pipeline import grade
-from grader.rubric import load_rubric
+from grader.inputs.rubric import load_rubric
 from grader.settings import Settings
 from tests._class import keras3_cnn
 

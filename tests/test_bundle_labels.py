@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.bundle import KEY_ENV, make_bundle, new_key, open_bundle
-from grader.runfolder import OWNER, PREFIX, make_run_folder, sweep_stale
+from grader.inputs.bundle import KEY_ENV, make_bundle, new_key, open_bundle
+from grader.inputs.runfolder import OWNER, PREFIX, make_run_folder, sweep_stale
 from tests._runs import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,7 @@ def test_open_bundle_keeps_label_files_in_memory(fmnist_dir: Path, tmp_path: Pat
 
 def test_a_killed_owner_s_folder_is_removed_by_its_guardian(tmp_path: Path) -> None:
     code = (f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from pathlib import Path; "
-            f"from grader.runfolder import make_run_folder; f = make_run_folder(Path({str(tmp_path)!r})); "
+            f"from grader.inputs.runfolder import make_run_folder; f = make_run_folder(Path({str(tmp_path)!r})); "
             "(f.path / 'secret').write_text('labels'); print(f.path, flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     folder = Path(proc.stdout.readline().strip())  # type: ignore[union-attr]

@@ -1,4 +1,4 @@
-"""The per-sandbox task cap (grader.cgroups): a real pids cgroup, made where the machine lets the
+"""The per-sandbox task cap (grader.sandbox.cgroups): a real pids cgroup, made where the machine lets the
 grader make one (as root here: the tests make a hierarchy of their own when none is mounted)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import cgroups
+from grader.sandbox import cgroups
 from tests.test_hostile_class import _pids_hierarchy
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from grader.checks import Criterion, Params, check_names, get_check
-from grader.checks._registry import Registry
-from grader.judge import judge_criterion
+from grader.judging.checks import Criterion, Params, check_names, get_check
+from grader.judging.checks._registry import Registry
+from grader.judging.judge import judge_criterion
 from tests._evidence import CNN, MLP, arch, evidence, model, vgg16
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import datasets
-from grader.executors import STALE_SECONDS, NodeFolder, _remove_stale, materialize, pack_folder, unpack
+from grader.inputs import datasets
+from grader.sandbox.executors import STALE_SECONDS, NodeFolder, _remove_stale, materialize, pack_folder, unpack
 from grader.pipeline import grade, prepare_inputs
-from grader.rubric import load_rubric
+from grader.inputs.rubric import load_rubric
 from grader.settings import Settings
 from tests._class import keras3_cnn
 from tests._runs import assert_resumes, wait_for
@@ -117,7 +117,7 @@ def _ray_processes() -> list[str]:
                 cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if cmdline.startswith("ray::") or "grader.zygote" in cmdline or "/raylet" in cmdline or "gcs_server" in cmdline:
+            if cmdline.startswith("ray::") or "grader.sandbox.zygote" in cmdline or "/raylet" in cmdline or "gcs_server" in cmdline:
                 found.append(f"{proc.name} {cmdline[:80]}")
     return found
 
@@ -159,7 +159,7 @@ import json, sys
 from pathlib import Path
 import ray
 from grader.pipeline import grade
-from grader.rubric import load_rubric
+from grader.inputs.rubric import load_rubric
 from grader.settings import Settings
 subs, data, out, root = map(Path, sys.argv[1:5])
 # a Ray that declares a GPU this machine does not have (a misconfigured node)
@@ -259,8 +259,8 @@ def test_ray_grades_the_example_class_like_the_local_executor(ray_local, fmnist_
 
 @needs_ray
 def test_the_hidden_labels_never_reach_a_task(ray_local, fmnist_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from grader.executors import RaySession
-    from grader.gather import GatherOptions
+    from grader.sandbox.executors import RaySession
+    from grader.facts.gather import GatherOptions
 
     rubric = load_rubric(ROOT / "rubrics" / "hw10.yaml")
     inputs, scorer, _, _ = prepare_inputs(rubric, _settings(tmp_path, fmnist_dir), tmp_path / "inputs")

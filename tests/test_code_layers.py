@@ -16,9 +16,9 @@ from typing import Any
 import h5py
 import pytest
 
-from grader.discover import SubmissionFile
-from grader.gather import GatherOptions, _inspect
-from grader.inspect import inspect_model_file
+from grader.inputs.discover import SubmissionFile
+from grader.facts.gather import GatherOptions, _inspect
+from grader.facts.keras_file import inspect_model_file
 from tests._models import Built, rewrite_keras_zip, set_h5_config, shared_built
 
 

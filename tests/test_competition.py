@@ -1,4 +1,4 @@
-"""The local competition engine (grader.competition) and the Kaggle-list rules (grader.kaggle_rules)."""
+"""The local competition engine (grader.scoring.competition) and the Kaggle-list rules (grader.judging.kaggle_rules)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from grader import competition as comp
-from grader.competition import (
+from grader.scoring import competition as comp
+from grader.scoring.competition import (
     CompetitionError,
     CompetitionSpec,
     CsvProblem,
@@ -31,9 +31,9 @@ from grader.competition import (
     select_for_final,
     submit,
 )
-from grader.evidence import KaggleSubmission
-from grader.kaggle import read_kaggle
-from grader.kaggle_rules import errors, final_selection, kaggle_date, kaggle_status, per_day, summarize
+from grader.records.evidence import KaggleSubmission
+from grader.facts.kaggle import read_kaggle
+from grader.judging.kaggle_rules import errors, final_selection, kaggle_date, kaggle_status, per_day, summarize
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 IDS = tuple(f"img_{i:03d}" for i in range(10))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from grader.pipeline import grade
-from grader.rubric import parse_rubric
+from grader.inputs.rubric import parse_rubric
 from grader.settings import Settings
 from tests._class import read_idx
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader.datasets import (
+from grader.inputs.datasets import (
     FASHION_MNIST,
     DatasetError,
     SplitFiles,

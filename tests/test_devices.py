@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import adapt, devices, evaluate
+from grader.worker import adapt, evaluate
+from grader.sandbox import devices
 from grader.cli import main
-from grader.devices import DeviceSlots, Gpu, choose_gpus, find_gpus, parse_device, visible
+from grader.sandbox.devices import DeviceSlots, Gpu, choose_gpus, find_gpus, parse_device, visible
 from grader.errors import GraderError
-from grader.evaluate import Batch, WorkerModel, WorkerRequest, _predict, evaluate_one
-from grader.sandbox import _env, bwrap_base
+from grader.worker.evaluate import Batch, WorkerModel, WorkerRequest, _predict, evaluate_one
+from grader.sandbox.isolation import _env, bwrap_base
 from grader.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,12 +185,12 @@ def _request(tmp_path: Path) -> WorkerRequest:
 
 
 def test_a_gpu_sandbox_binds_exactly_that_gpu_s_node_and_the_driver_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from grader.zygote import Zygote
+    from grader.sandbox.zygote import Zygote
 
     monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
     dev, proc = _fake_machine(tmp_path)
     gpu = find_gpus(dev, proc)[1]  # gpu:1 is /dev/nvidia0
-    one_off = Zygote(tmp_path / "inputs", tmp_path / "slot", gpu, dev, preload=False).command()  # grader.zygote.run_once
+    one_off = Zygote(tmp_path / "inputs", tmp_path / "slot", gpu, dev, preload=False).command()  # grader.sandbox.zygote.run_once
     zygote = Zygote(tmp_path / "inputs", tmp_path / "slot", gpu, dev).command()
     for argv in (bwrap_base(None, {}, [gpu], dev), one_off, zygote):
         assert _dev_entries(argv, dev) == _expected(dev, 0), argv
@@ -202,7 +203,7 @@ def test_a_gpu_sandbox_binds_exactly_that_gpu_s_node_and_the_driver_s(tmp_path: 
 
 
 def test_a_cpu_sandbox_binds_no_device_node(tmp_path: Path) -> None:
-    from grader.zygote import Zygote
+    from grader.sandbox.zygote import Zygote
 
     dev, _ = _fake_machine(tmp_path)
     one_off = Zygote(tmp_path / "inputs", tmp_path / "slot", None, dev, preload=False).command()
@@ -302,7 +303,7 @@ def test_the_zygote_pool_runs_one_submission_per_gpu_on_a_zygote_of_that_gpu(tmp
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A zygote cannot be started with a GPU on a machine without one, so Zygote.run is a test double
     that records which zygote (bound to which GPU) ran, and how many ran on each GPU at once."""
-    from grader import zygote
+    from grader.sandbox import zygote
 
     active: dict[int, int] = {0: 0, 1: 0}
     most: dict[int, int] = {0: 0, 1: 0}
@@ -374,14 +375,14 @@ def _wrapped(inner: BaseException) -> BaseException:
 @pytest.mark.parametrize("make", [_tf_oom, _torch_oom, _jax_oom, lambda: _wrapped(_tf_oom())],
                          ids=["tensorflow", "torch", "jax", "chained"])
 def test_device_out_of_memory_is_recognised(make) -> None:  # type: ignore[no-untyped-def]
-    from grader.backends import is_out_of_memory
+    from grader.worker.backends import is_out_of_memory
 
     assert is_out_of_memory(make())
 
 
 @pytest.mark.parametrize("exc", [MemoryError(), ValueError("shapes (3,) and (4,) not aligned"), RuntimeError("CUDA error: illegal address")])
 def test_other_errors_are_not_out_of_memory(exc: BaseException) -> None:
-    from grader.backends import is_out_of_memory
+    from grader.worker.backends import is_out_of_memory
 
     assert not is_out_of_memory(exc)
 
@@ -441,7 +442,7 @@ def test_the_hidden_set_is_converted_to_float_a_chunk_at_a_time(monkeypatch: pyt
     outputs are those of the host path."""
     import keras
 
-    from grader import adapt_layers
+    from grader.worker import adapt_layers
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
@@ -473,7 +474,7 @@ def test_the_hidden_set_is_converted_to_float_a_chunk_at_a_time(monkeypatch: pyt
 
 
 def _public(fmnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    from grader import datasets
+    from grader.inputs import datasets
 
     return datasets.load_split(datasets.resolve_split("fashion-mnist", "test", explicit_dir=fmnist_dir, download=False))
 
@@ -505,7 +506,7 @@ def test_the_run_reaches_results_json_and_the_teacher_s_page(tmp_path: Path, fmn
     """Through the real pipeline (sandboxed when bubblewrap works): results.json carries each model's
     run and the teacher's page shows it in one line; the student's own page does not."""
     from grader.pipeline import grade
-    from grader.rubric import load_rubric
+    from grader.inputs.rubric import load_rubric
 
     subs = tmp_path / "class"
     (subs / "ann").mkdir(parents=True)

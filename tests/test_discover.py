@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from grader.discover import content_hash, discover, extract_models, list_files
+from grader.inputs.discover import content_hash, discover, extract_models, list_files
 from grader.errors import GraderError
-from grader.kaggle import looks_like_kaggle, read_kaggle
-from grader.notebooks import read_notebook
+from grader.facts.kaggle import looks_like_kaggle, read_kaggle
+from grader.facts.notebooks import read_notebook
 
 
 def make_class(root: Path) -> Path:

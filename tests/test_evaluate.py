@@ -1,4 +1,4 @@
-"""grader.evaluate on files written by OLD Keras 2 releases (committed fixtures from TensorFlow 2.12
+"""grader.worker.evaluate on files written by OLD Keras 2 releases (committed fixtures from TensorFlow 2.12
 and 2.15, see tests/fixtures/keras2/make_fixtures.py), nested VGG16 files saved by Keras 2, and the
 screening of preprocessing candidates."""
 
@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-from grader import adapt
-from grader.evaluate import WorkerModel, _load, evaluate_one
-from grader.inspect import inspect_model_file
+from grader.worker import adapt
+from grader.worker.evaluate import WorkerModel, _load, evaluate_one
+from grader.facts.keras_file import inspect_model_file
 from grader.pipeline import _public_sample
 from tests._models import Built, shared_built
 
@@ -62,7 +62,7 @@ def test_old_keras2_nested_vgg16_config_is_recognised(version: str, tmp_path: Pa
 
 def test_keras2_nested_vgg16_file_is_evaluated(built: Built, fmnist_dir: Path, tmp_path: Path) -> None:
     """A real 59 MB Keras 2 file (tf_keras) with VGG16 nested in a Sequential goes through the worker."""
-    from grader import datasets
+    from grader.inputs import datasets
 
     path = built.path("k2_vgg_pretrained", "h5")
     x, y = datasets.load_split(datasets.resolve_split("fashion-mnist", "test", explicit_dir=fmnist_dir, download=False))
@@ -79,7 +79,7 @@ def test_keras2_nested_vgg16_file_is_evaluated(built: Built, fmnist_dir: Path, t
 
 def test_many_candidates_are_screened_then_the_best_scored_on_the_whole_sample(built: Built, fmnist_dir: Path,
                                                                               tmp_path: Path) -> None:
-    from grader import datasets
+    from grader.inputs import datasets
 
     path = built.path("k3_cnn_32x32x3", "keras")
     x, y = datasets.load_split(datasets.resolve_split("fashion-mnist", "train", explicit_dir=fmnist_dir, download=False))
@@ -102,7 +102,7 @@ def test_worker_stops_when_the_grader_is_killed(tmp_path: Path) -> None:
     import time
 
     pid_file = tmp_path / "worker.pid"
-    worker = ("import os, time, sys; from grader.evaluate import _exit_with_parent; _exit_with_parent(poll=0.1); "
+    worker = ("import os, time, sys; from grader.worker.evaluate import _exit_with_parent; _exit_with_parent(poll=0.1); "
               f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)")
     grader = (f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {worker!r}], start_new_session=True); "
               "time.sleep(120)")

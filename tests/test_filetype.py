@@ -1,4 +1,4 @@
-"""grader.filetype: one decision, by content, of what a model file is, used by precheck, inspection,
+"""grader.facts.filetype: one decision, by content, of what a model file is, used by precheck, inspection,
 fingerprints and the worker's loader alike (issue 15, finding 6).
 
 The files are real: Keras 2 models saved by tf_keras 2.12/2.15 and TFLite models from the committed
@@ -17,13 +17,13 @@ import h5py
 import numpy as np
 import pytest
 
-from grader.discover import SubmissionFile
-from grader.evaluate import WorkerModel, _load, evaluate_one
-from grader.filetype import FileKindError, sniff
-from grader.fingerprints import weights_fingerprint
-from grader.gather import GatherOptions, _inspect
-from grader.inspect import InspectError, inspect_model_file
-from grader.precheck import precheck
+from grader.inputs.discover import SubmissionFile
+from grader.worker.evaluate import WorkerModel, _load, evaluate_one
+from grader.facts.filetype import FileKindError, sniff
+from grader.facts.fingerprints import weights_fingerprint
+from grader.facts.gather import GatherOptions, _inspect
+from grader.facts.keras_file import InspectError, inspect_model_file
+from grader.facts.precheck import precheck
 
 FIXTURES = Path(__file__).parent / "fixtures"
 K2_MLP = FIXTURES / "keras2" / "2.15.0-mlp.h5"  # a dense network (HDF5)
@@ -123,7 +123,7 @@ def test_hdf5_model_with_a_keras_zip_appended_is_refused_everywhere(tmp_path: Pa
 def test_the_worker_refuses_a_polyglot_it_is_handed_without_a_decision(tmp_path: Path) -> None:
     path = _polyglot(tmp_path / "model.keras")
     x = np.zeros((4, 28, 28), np.uint8)
-    from grader import adapt
+    from grader.worker import adapt
 
     result = evaluate_one(WorkerModel(index=0, path=str(path)), x, x, np.zeros(4, np.uint8), adapt.Stats(0.3, 0.3),
                           tmp_path, 4)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import datasets
-from grader.competition import ids_naming_classes, ids_problem
-from grader.fingerprints import decode_labels
+from grader.inputs import datasets
+from grader.scoring.competition import ids_naming_classes, ids_problem
+from grader.facts.fingerprints import decode_labels
 from grader.pipeline import grade, prepare_inputs
-from grader.rubric import load_rubric, parse_rubric
+from grader.inputs.rubric import load_rubric, parse_rubric
 from grader.settings import Settings
 from tests._images import CV4_CLASSES, write_folder
 
@@ -158,7 +158,7 @@ def f(x):
 @pytest.mark.slow
 def test_a_model_that_reads_labels_off_the_row_order_scores_chance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from grader import pipeline
-    from grader.sandbox import detect_isolation
+    from grader.sandbox.isolation import detect_isolation
 
     if detect_isolation("auto").kind != "bwrap":
         pytest.skip("a model with code is evaluated only in the sandbox (bubblewrap cannot create namespaces here)")

@@ -14,8 +14,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from grader.evidence import History, NotebookEvidence
-from grader.notebooks import (
+from grader.records.evidence import History, NotebookEvidence
+from grader.facts.notebooks import (
     MAX_HISTORIES,
     MAX_HISTORY_EPOCHS,
     MAX_HISTORY_METRICS,
@@ -120,17 +120,17 @@ def test_executed_outputs_give_executed_histories() -> None:
 def test_execute_notebook_fills_the_runs_histories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The run's histories come from the executed cells' outputs (the runner is faked: it 'ran' the
     fixture notebook, whose saved outputs become the records)."""
-    import grader.notebook_exec as notebook_exec
-    from grader.evaluate import Limits
-    from grader.notebook_run import CellRecord, RunnerResult
-    from grader.rubric import NotebookPolicy
-    from grader.sandbox import WorkerOutcome
+    import grader.sandbox.notebook_sandbox as notebook_exec
+    from grader.worker.evaluate import Limits
+    from grader.worker.notebook_run import CellRecord, RunnerResult
+    from grader.inputs.rubric import NotebookPolicy
+    from grader.sandbox.isolation import WorkerOutcome
 
     source = nbformat.read(LOGS / "notebook.ipynb", as_version=4)
 
     def fake_run(command: list[str], cwd: Path, env: dict[str, str], log_path: Path, *, pass_fds: tuple[int, ...] = (),
                  after_start: Any = None, **_: Any) -> WorkerOutcome:
-        from grader.channel import send_json
+        from grader.worker.channel import send_json
 
         (channel,) = pass_fds  # the runner's channel: what it says is all the grader hears
         records = [CellRecord(index=i, status="ok", seconds=0.1, outputs=[dict(o) for o in cell.outputs])

@@ -22,9 +22,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from grader import cgroups
+from grader.sandbox import cgroups
 from grader.pipeline import grade
-from grader.rubric import load_rubric, parse_rubric
+from grader.inputs.rubric import load_rubric, parse_rubric
 from grader.settings import Settings
 from tests._class import keras3_cnn
 from tests.test_sandbox import _need_bwrap, _payload_model
@@ -401,7 +401,7 @@ def test_a_sandbox_that_cannot_start_is_a_grader_fault(tmp_path: Path, fmnist_di
     """Not the student's mistake: 'not graded (grader fault)', nothing cached, the CLI exits 1 with
     the cause, and the Classroom result is an error, not a failure."""
     _need_bwrap()
-    from grader import zygote
+    from grader.sandbox import zygote
     from grader.cli import main
 
     real = zygote.Zygote.command
@@ -487,7 +487,7 @@ def test_a_python_the_sandbox_cannot_see_is_a_grader_fault_not_a_reason_to_drop_
     """`--sandbox auto` falls back only when bwrap itself cannot make namespaces; an interpreter the
     sandbox does not mount is the grader's fault: exit 1 with the fix, never an unsandboxed run."""
     _need_bwrap()
-    from grader import sandbox
+    from grader.sandbox import isolation as sandbox
     from grader.errors import GraderFault
 
     if any(Path(sys.executable).resolve().is_relative_to(f"/{d}") for d in ("usr", "bin", "lib")):

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from grader.pipeline import grade
-from grader.rubric import load_rubric
+from grader.inputs.rubric import load_rubric
 from grader.settings import Settings
 from tests._class import keras3_cnn, train_split
 from tests.test_sandbox import _need_bwrap

@@ -1,4 +1,4 @@
-"""grader.image_folder: image-folder data sets read deterministically, with every problem named."""
+"""grader.inputs.image_folder: image-folder data sets read deterministically, with every problem named."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grader.datasets import DatasetError
+from grader.inputs.datasets import DatasetError
 from grader.errors import GraderError
-from grader.image_folder import MAX_PROBLEMS, ImageFolderError, load_image_folder
+from grader.inputs.image_folder import MAX_PROBLEMS, ImageFolderError, load_image_folder
 
 RNG = np.random.default_rng(0)
 
@@ -351,7 +351,7 @@ def test_csv_and_folder_hashes_see_labels(flat: Path) -> None:
 
 
 def test_info_round_trips_through_json(folders: Path) -> None:
-    from grader.image_folder import ImageFolderInfo
+    from grader.inputs.image_folder import ImageFolderInfo
 
     info = load_image_folder(folders, size=(8, 8), class_names=["cat", "dog", "bird"]).info
     assert ImageFolderInfo.model_validate_json(info.model_dump_json()) == info

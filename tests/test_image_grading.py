@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import adapt
-from grader.datasets import DatasetError
-from grader.image_folder import load_image_folder
+from grader.worker import adapt
+from grader.inputs.datasets import DatasetError
+from grader.inputs.image_folder import load_image_folder
 from grader.pipeline import grade
-from grader.rubric import parse_rubric
+from grader.inputs.rubric import parse_rubric
 from grader.settings import Settings
 from tests._images import CV4_CLASSES, FLOWER_CLASSES, as_arrays, write_folder
 from tests._tflite import to_tflite

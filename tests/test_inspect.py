@@ -1,4 +1,4 @@
-"""grader.inspect: static reading of real .keras / .h5 files written by keras 3 and tf_keras."""
+"""grader.facts.keras_file: static reading of real .keras / .h5 files written by keras 3 and tf_keras."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import h5py
 import numpy as np
 import pytest
 
-from grader.evidence import Architecture, LayerInfo
-from grader.inspect import InspectError, inspect_model_file, read_layer_kernel
+from grader.records.evidence import Architecture, LayerInfo
+from grader.facts.keras_file import InspectError, inspect_model_file, read_layer_kernel
 from tests._models import Built, nested_config, rewrite_keras_zip, set_h5_config, shared_built, zip_bytes
 
 
@@ -243,7 +243,7 @@ def test_read_layer_kernel_from_both_layouts(built: Built) -> None:
 def test_inspection_never_imports_keras(built: Built) -> None:
     path = built.path("k3_vgg_func_nested", "keras")
     code = (
-        "import sys; from pathlib import Path; from grader.inspect import inspect_model_file;"
+        "import sys; from pathlib import Path; from grader.facts.keras_file import inspect_model_file;"
         f"a = inspect_model_file(Path({str(path)!r})); assert a.bases;"
         "bad = [m for m in ('keras', 'tensorflow', 'tf_keras') if m in sys.modules]; assert not bad, bad"
     )

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grader.checks import Criterion
-from grader.judge import judge_criterion
-from grader.kaggle import read_kaggle
+from grader.judging.checks import Criterion
+from grader.judging.judge import judge_criterion
+from grader.facts.kaggle import read_kaggle
 from tests._evidence import CNN, arch, model, vgg16
 
 HEADER = "fileName,date,description,status,publicScore,privateScore\n"
@@ -21,7 +21,7 @@ def _list(tmp: Path, rows: list[str]):  # type: ignore[no-untyped-def]
 
 
 def _evidence(tmp: Path, rows: list[str]):  # type: ignore[no-untyped-def]
-    from grader.evidence import Evidence
+    from grader.records.evidence import Evidence
 
     own = model("cnn.keras", arch(*CNN), 0.61, pretrained=False)
     vgg = model("vgg16_ft.h5", arch(*CNN, bases=(vgg16(trainable=3, frozen=10),)), 0.79, pretrained=True)
@@ -29,7 +29,7 @@ def _evidence(tmp: Path, rows: list[str]):  # type: ignore[no-untyped-def]
 
 
 def run(check: str, ev, **params):  # type: ignore[no-untyped-def]
-    from grader.checks import get_check
+    from grader.judging.checks import get_check
 
     return judge_criterion(ev, Criterion(id="k", title="k", points=1, check=check, params=get_check(check).params.model_validate(params)))
 
@@ -74,8 +74,8 @@ def test_an_unnamed_submission_gets_a_hint(tmp_path: Path) -> None:
 
 
 def test_the_longest_model_name_wins_the_link() -> None:
-    from grader.checks.kaggle import link_model
-    from grader.evidence import KaggleSubmission
+    from grader.judging.checks.kaggle import link_model
+    from grader.records.evidence import KaggleSubmission
 
     cnn, cnn2 = model("cnn.keras", arch(*CNN)), model("cnn_v2.keras", arch(*CNN))
     sub = KaggleSubmission(file_name="x.csv", date="2026-03-01", description="from cnn_v2 after 30 epochs")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from grader.errors import RubricError
-from grader.judge import judge
-from grader.leaderboard import LeaderboardSpec, build_leaderboard
+from grader.judging.judge import judge
+from grader.judging.leaderboard import LeaderboardSpec, build_leaderboard
 from grader.report import write_reports
-from grader.results import RunInfo
-from grader.rubric import parse_rubric
+from grader.records.results import RunInfo
+from grader.inputs.rubric import parse_rubric
 from tests._evidence import CNN, arch, evidence, model
 
 RUBRIC = """

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score
 
-from grader import metrics
+from grader.scoring import metrics
 
 NAMES = tuple(str(i) for i in range(10))
 

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from grader.datasets import get_dataset, load_split, resolve_split, write_keras_cache
-from grader.evaluate import Limits
-from grader.notebook_exec import NotebookContext, execute_notebook
-from grader.notebook_run import neutralise
+from grader.inputs.datasets import get_dataset, load_split, resolve_split, write_keras_cache
+from grader.worker.evaluate import Limits
+from grader.sandbox.notebook_sandbox import NotebookContext, execute_notebook
+from grader.worker.notebook_run import neutralise
 from grader.pipeline import grade
-from grader.rubric import NotebookPolicy, parse_rubric
-from grader.sandbox import detect_isolation
+from grader.inputs.rubric import NotebookPolicy, parse_rubric
+from grader.sandbox.isolation import detect_isolation
 from tests._class import read_idx
 
 ROOT = Path(__file__).resolve().parents[1]

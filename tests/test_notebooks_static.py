@@ -12,8 +12,8 @@ from typing import Any
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output, new_raw_cell
 
-from grader.evidence import Claim, NotebookEvidence
-from grader.notebooks import (
+from grader.records.evidence import Claim, NotebookEvidence
+from grader.facts.notebooks import (
     MAX_CLAIMS,
     MAX_CONTENT_CHARS,
     MAX_OUTPUT_CHARS,

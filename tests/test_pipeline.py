@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from grader.cli import main
-from grader.evaluate import WorkerRequest
+from grader.worker.evaluate import WorkerRequest
 from grader.pipeline import grade
-from grader.rubric import load_rubric, parse_rubric
+from grader.inputs.rubric import load_rubric, parse_rubric
 from grader.settings import Settings
 from tests._class import keras2_mlp, keras3_cnn, keras3_lambda, read_idx
 from tests._runs import assert_resumes, wait_for
@@ -159,7 +159,7 @@ def _workers_under(folder: Path) -> list[int]:
                 cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if "grader.zygote" in cmdline or (str(folder) in cmdline and ("grader.evaluate" in cmdline or "bwrap" in cmdline)):
+            if "grader.sandbox.zygote" in cmdline or (str(folder) in cmdline and ("grader.worker.evaluate" in cmdline or "bwrap" in cmdline)):
                 pids.append(int(proc.name))
     return pids
 

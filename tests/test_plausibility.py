@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import datasets
-from grader.evidence import Preprocessing
-from grader.judge import judge_student
-from grader.plausibility import accuracy_flags, ceiling_for
+from grader.inputs import datasets
+from grader.records.evidence import Preprocessing
+from grader.judging.judge import judge_student
+from grader.judging.plausibility import accuracy_flags, ceiling_for
 from grader.pipeline import grade
-from grader.rubric import load_rubric, parse_rubric
+from grader.inputs.rubric import load_rubric, parse_rubric
 from grader.settings import Settings
 from tests._class import keras3_cnn
 from tests._evidence import MLP, arch, evidence, model

@@ -1,4 +1,4 @@
-"""grader.pretrained: pretrained or not, from offline evidence only.
+"""grader.facts.pretrained: pretrained or not, from offline evidence only.
 
 ImageNet weights cannot be downloaded here, so the "official" reference file is a weights=None VGG16
 saved the way the official notop file was made (Keras 2 `save_weights` to .h5); a model whose base
@@ -12,9 +12,9 @@ from pathlib import Path
 import h5py
 import pytest
 
-from grader.evidence import AppCall, Architecture, BaseMatch, LayerInfo, Pretrained
-from grader.inspect import inspect_model_file
-from grader.pretrained import PRETRAINED_CORRELATION, decide_pretrained
+from grader.records.evidence import AppCall, Architecture, BaseMatch, LayerInfo, Pretrained
+from grader.facts.keras_file import inspect_model_file
+from grader.facts.pretrained import PRETRAINED_CORRELATION, decide_pretrained
 from tests._models import Built, shared_built
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from grader.judge import judge
+from grader.judging.judge import judge
 from grader.report import write_reports
 from grader.report.html import page_name
-from grader.results import Results, RunInfo
-from grader.rubric import load_rubric
+from grader.records.results import Results, RunInfo
+from grader.inputs.rubric import load_rubric
 from tests._evidence import CNN, arch, evidence, model, vgg16
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,13 +143,13 @@ def test_documented_results_schema_is_current() -> None:
 
     documented = json.loads((ROOT / "docs" / "results.schema.json").read_text())
     assert documented == json.loads(json.dumps(Results.model_json_schema())), (
-        "regenerate docs/results.schema.json: python -c \"import json; from grader.results import Results; "
+        "regenerate docs/results.schema.json: python -c \"import json; from grader.records.results import Results; "
         "print(json.dumps(Results.model_json_schema(), indent=1, sort_keys=True))\" > docs/results.schema.json"
     )
 
 
 def test_the_teacher_s_page_shows_where_and_how_each_model_was_evaluated(tmp_path: Path) -> None:
-    from grader.evidence import EvaluationRun
+    from grader.records.evidence import EvaluationRun
 
     rubric = load_rubric(ROOT / "rubrics" / "hw10.yaml")
     gpu = EvaluationRun(device="gpu:1", device_name="NVIDIA H200", backend="jax", batch_size=64, batch_halvings=2,

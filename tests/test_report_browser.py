@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from grader.judge import judge_student
+from grader.judging.judge import judge_student
 from grader.pipeline import grade
 from grader.report import write_reports
-from grader.rubric import load_rubric
+from grader.inputs.rubric import load_rubric
 from grader.settings import Settings
 from tests._class import keras3_cnn
 from tests._evidence import metrics as fake_metrics
@@ -83,8 +83,8 @@ def _vgg_student(tmp: Path):  # type: ignore[no-untyped-def]
     (evaluating VGG16 on 10,000 images costs about a minute here)."""
     import keras
 
-    from grader.evidence import Evidence, FileInfo, ModelEvidence
-    from grader.inspect import inspect_model_file
+    from grader.records.evidence import Evidence, FileInfo, ModelEvidence
+    from grader.facts.keras_file import inspect_model_file
 
     base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
     base.trainable = True

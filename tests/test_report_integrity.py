@@ -19,13 +19,13 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from grader.cli import main
-from grader.evidence import History, NotebookEvidence
-from grader.judge import judge
+from grader.records.evidence import History, NotebookEvidence
+from grader.judging.judge import judge
 from grader.pipeline import grade
 from grader.report import ReportOptions, sink_names, write_reports
 from grader.report.names import file_stems, preferred_stem
-from grader.results import Results, RunInfo
-from grader.rubric import load_rubric
+from grader.records.results import Results, RunInfo
+from grader.inputs.rubric import load_rubric
 from grader.settings import Settings
 from tests._evidence import CNN, arch, evidence, model
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from grader.checks import check_names, get_check
+from grader.judging.checks import check_names, get_check
 from grader.errors import RubricError
-from grader.rubric import load_rubric, parse_rubric
+from grader.inputs.rubric import load_rubric, parse_rubric
 
 ROOT = Path(__file__).resolve().parents[1]
 

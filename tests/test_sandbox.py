@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from grader.pipeline import grade
-from grader.rubric import load_rubric
-from grader.sandbox import classify, detect_isolation, seccomp_program
+from grader.inputs.rubric import load_rubric
+from grader.sandbox.isolation import classify, detect_isolation, seccomp_program
 from grader.settings import Settings
 from tests._class import keras3_cnn
 
@@ -380,7 +380,7 @@ def _with_config_layer(src: Path, dst: Path, layer: dict) -> Path:
 
 
 def test_precheck_refuses_layers_that_load_from_paths(tmp_path: Path) -> None:
-    from grader.precheck import precheck
+    from grader.facts.precheck import precheck
 
     _plain_model(tmp_path / "plain.h5")
     assert precheck(tmp_path / "plain.h5") == []

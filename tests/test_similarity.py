@@ -1,4 +1,4 @@
-"""grader.fingerprints (real Keras files, real notebook code) and grader.similarity (hand-made evidence)."""
+"""grader.facts.fingerprints (real Keras files, real notebook code) and grader.judging.similarity (hand-made evidence)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
-from grader.evidence import Evidence, ModelEvidence, NotebookEvidence
-from grader.fingerprints import code_fingerprints, decode_labels, encode_labels, weights_fingerprint
-from grader.results import SimilarityFlag
-from grader.similarity import SimilarityRules, find_similar, flags_for
+from grader.records.evidence import Evidence, ModelEvidence, NotebookEvidence
+from grader.facts.fingerprints import code_fingerprints, decode_labels, encode_labels, weights_fingerprint
+from grader.records.results import SimilarityFlag
+from grader.judging.similarity import SimilarityRules, find_similar, flags_for
 from tests._evidence import metrics
 from tests._models import k2, k3, rewrite_keras_zip, save
 

@@ -1,5 +1,5 @@
-"""TensorFlow Lite models: static inspection (grader.tflite), prediction (grader.tflite_eval) and the
-flowers competition score (grader.confidence). Fixtures: tests/fixtures/tflite/make_tflite.py."""
+"""TensorFlow Lite models: static inspection (grader.facts.tflite_file), prediction (grader.worker.tflite_eval) and the
+flowers competition score (grader.scoring.confidence). Fixtures: tests/fixtures/tflite/make_tflite.py."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader.confidence import ConfidenceScore, as_probabilities, confidence_score
-from grader.metrics import OutputError
-from grader.tflite import TFLiteError, TFLiteInfo, inspect_tflite, labels_beside, looks_like_tflite
-from grader.tflite_eval import TFLiteEvalError, TFLiteModel, dequantize, predict_tflite, quantize
+from grader.scoring.confidence import ConfidenceScore, as_probabilities, confidence_score
+from grader.scoring.metrics import OutputError
+from grader.facts.tflite_file import TFLiteError, TFLiteInfo, inspect_tflite, labels_beside, looks_like_tflite
+from grader.worker.tflite_eval import TFLiteEvalError, TFLiteModel, dequantize, predict_tflite, quantize
 
 HERE = Path(__file__).parent / "fixtures" / "tflite"
 FLOWERS = ("daisy", "dandelion", "roses", "sunflowers", "tulips")
@@ -312,9 +312,9 @@ def test_model_object_is_opened_once_and_remembers(inputs: tuple[np.ndarray, np.
 
 
 def test_fits_the_workers_keras_interface() -> None:
-    """grader.evaluate._predict adapts 28×28 grayscale images and calls model.predict: a TFLiteModel fits it."""
-    from grader import adapt
-    from grader.evaluate import _predict
+    """grader.worker.evaluate._predict adapts 28×28 grayscale images and calls model.predict: a TFLiteModel fits it."""
+    from grader.worker import adapt
+    from grader.worker.evaluate import _predict
 
     model = TFLiteModel(fixture("float"))
     images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from grader.pipeline import grade
-from grader.rubric import load_rubric
+from grader.inputs.rubric import load_rubric
 from grader.settings import Settings
 from tests._class import keras3_cnn, read_idx, train_split
 from tests._tflite import to_tflite

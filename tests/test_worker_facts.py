@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from grader.backends import cpu_name
-from grader.evaluate import WorkerModelResult
-from grader.evidence import EvaluationRun, ModelEvidence, clean_text
-from grader.gather import GatherOptions, PublicInputs, _with_result
+from grader.worker.backends import cpu_name
+from grader.worker.evaluate import WorkerModelResult
+from grader.records.evidence import EvaluationRun, ModelEvidence, clean_text
+from grader.facts.gather import GatherOptions, PublicInputs, _with_result
 from grader.pipeline import grade
-from grader.rubric import load_rubric
-from grader.sandbox import detect_isolation
+from grader.inputs.rubric import load_rubric
+from grader.sandbox.isolation import detect_isolation
 from grader.settings import Settings
 from tests._class import keras3_cnn
 
@@ -36,7 +36,7 @@ def _result(**changes: object) -> WorkerModelResult:
 def _inputs(tmp_path: Path) -> PublicInputs:
     import numpy as np
 
-    from grader.adapt import Stats
+    from grader.worker.adapt import Stats
 
     np.save(tmp_path / "predictions-0.npy", np.full((4, 10), 0.1, np.float32))
     return PublicInputs(hidden_images=tmp_path / "h.npy", public_images=tmp_path / "p.npy", public_labels=tmp_path / "l.npy",
@@ -117,7 +117,7 @@ def _forging_model(path: Path, changes: dict, run_changes: dict) -> None:
 
     payload = f"""
 import sys
-ev = sys.modules.get("grader.evaluate")
+ev = sys.modules.get("grader.worker.evaluate")
 if ev is not None and not getattr(ev, "_forged", False):
     ev._forged = True
     dump = ev.WorkerModelResult.model_dump_json

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader._atomic import write_fault
-from grader.checks._registry import unknown_name_message
-from grader.results import Results
+from grader.atomic import write_fault
+from grader.judging.checks._registry import unknown_name_message
+from grader.records.results import Results
 
 @dataclass(frozen=True)
 class ReportOptions:

@@ -17,7 +17,7 @@ from typing import Any
 from grader.report import ReportOptions, register_sink
 from grader.report.files import _atomic_write, csv_text
 from grader.report.names import file_stems
-from grader.results import CriterionResult, Results, StudentResult
+from grader.records.results import CriterionResult, Results, StudentResult
 
 # ------------------------------------------------------------------------------------------------
 # GitHub Classroom (classroom-resources/autograding-grading-reporter@v1)

@@ -35,7 +35,7 @@ from matplotlib import rc_context  # noqa: E402
 from matplotlib.backends.backend_svg import FigureCanvasSVG  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from grader._atomic import write_atomic  # noqa: E402
+from grader.atomic import write_atomic  # noqa: E402
 
 _STYLE = {
     "svg.fonttype": "none",

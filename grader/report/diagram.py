@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from grader.evidence import Architecture, LayerInfo
+from grader.records.evidence import Architecture, LayerInfo
 
 State = Literal["trainable", "frozen", "mixed", "none"]
 _POOLING = ("Pooling", "pool")

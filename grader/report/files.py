@@ -14,13 +14,13 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
-from grader._atomic import write_atomic
+from grader.atomic import write_atomic
 from grader.report import ReportOptions, register_sink
-from grader.results import Results
+from grader.records.results import Results
 
 
 def _atomic_write(path: Path, text: str) -> Path:
-    """`grader._atomic.write_atomic`: whole or not at all, no temporary file left on any error."""
+    """`grader.atomic.write_atomic`: whole or not at all, no temporary file left on any error."""
     return write_atomic(path, text)
 
 

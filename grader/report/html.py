@@ -30,13 +30,13 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from grader._atomic import write_atomic
+from grader.atomic import write_atomic
 from grader.report import ReportOptions, register_sink
 from grader.report import charts
 from grader.report.names import file_stems, preferred_stem
 from grader.report.strings import english
 from grader.report.views import StudentView, item_analysis, student_view
-from grader.results import Results
+from grader.records.results import Results
 
 STUDENT_DIR = "feedback"
 TEACHER_DIR = "students"

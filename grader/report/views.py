@@ -11,10 +11,10 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from grader.evidence import Claim, History, ModelEvidence, NotebookEvidence
+from grader.records.evidence import Claim, History, ModelEvidence, NotebookEvidence
 from grader.report import charts
 from grader.report.diagram import Box, boxes
-from grader.results import Results, SimilarityFlag, StudentResult
+from grader.records.results import Results, SimilarityFlag, StudentResult
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Plain data that crosses module and process boundaries: evidence, results. Imports nothing of the grader but itself."""
