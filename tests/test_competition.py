@@ -562,7 +562,7 @@ def test_leaderboard_from_a_real_ledger(tmp_path: Path) -> None:
         go(ledger, SPEC, student, content(k), DAY1)
     board = leaderboard(ledger.records(), SPEC, "public")
     assert [(r.rank, r.student, r.submissions) for r in board] == [(1, "ann", 2), (1, "cy", 1), (3, "ben", 1)]
-    assert all(comp.LeaderboardRow.model_validate_json(r.model_dump_json()) == r for r in board)
+    assert all(comp.ContestRow.model_validate_json(r.model_dump_json()) == r for r in board)
 
 
 # ---------------------------------------------------------------------------------------------- kaggle lists

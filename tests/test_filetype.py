@@ -1,4 +1,4 @@
-"""grader.facts.filetype: one decision, by content, of what a model file is, used by precheck, inspection,
+"""grader.formats.filetype: one decision, by content, of what a model file is, used by precheck, inspection,
 fingerprints and the worker's loader alike (issue 15, finding 6).
 
 The files are real: Keras 2 models saved by tf_keras 2.12/2.15 and TFLite models from the committed
@@ -19,7 +19,7 @@ import pytest
 
 from grader.inputs.discover import SubmissionFile
 from grader.worker.evaluate import WorkerModel, _load, evaluate_one
-from grader.facts.filetype import FileKindError, sniff
+from grader.formats.filetype import FileKindError, sniff
 from grader.facts.fingerprints import weights_fingerprint
 from grader.facts.gather import GatherOptions, _inspect
 from grader.facts.keras_file import InspectError, inspect_model_file

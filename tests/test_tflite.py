@@ -1,4 +1,4 @@
-"""TensorFlow Lite models: static inspection (grader.facts.tflite_file), prediction (grader.worker.tflite_eval) and the
+"""TensorFlow Lite models: static inspection (grader.formats.tflite_file), prediction (grader.worker.tflite_eval) and the
 flowers competition score (grader.scoring.confidence). Fixtures: tests/fixtures/tflite/make_tflite.py."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from grader.scoring.confidence import ConfidenceScore, as_probabilities, confidence_score
 from grader.scoring.metrics import OutputError
-from grader.facts.tflite_file import TFLiteError, TFLiteInfo, inspect_tflite, labels_beside, looks_like_tflite
+from grader.formats.tflite_file import TFLiteError, TFLiteInfo, inspect_tflite, labels_beside, looks_like_tflite
 from grader.worker.tflite_eval import TFLiteEvalError, TFLiteModel, dequantize, predict_tflite, quantize
 
 HERE = Path(__file__).parent / "fixtures" / "tflite"

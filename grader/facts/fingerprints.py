@@ -36,7 +36,7 @@ from typing import IO
 import h5py
 import numpy as np
 
-from grader.facts.filetype import FileKindError, ModelKind, sniff
+from grader.formats.filetype import FileKindError, ModelKind, sniff
 from grader.facts.keras_file import open_member_h5  # reads a stored `.keras` member in place (no copy)
 
 __all__ = ["code_fingerprints", "decode_labels", "encode_labels", "weights_fingerprint"]
@@ -67,7 +67,7 @@ def weights_fingerprint(path: Path, kind: ModelKind | None = None) -> str | None
     (``save_weights``), or a `.keras` zip (its `model.weights.h5`). None when the file holds no
     weights or cannot be read; never raises for a bad file. Only real datasets reached through hard
     links are read: soft and external links, external storage and virtual datasets are skipped.
-    `kind`: what the file is, grader.facts.filetype's decision (taken here when not given).
+    `kind`: what the file is, grader.formats.filetype's decision (taken here when not given).
     """
     try:
         kind = kind or sniff(path)

@@ -49,10 +49,10 @@ from grader.records.evidence import (
     PublicExample,
     clean_text,
 )
-from grader.facts.filetype import FileKindError, sniff
+from grader.formats.filetype import FileKindError, sniff
 from grader.facts.fingerprints import code_fingerprints, encode_labels, weights_fingerprint
 from grader.facts.keras_file import InspectError, inspect_model_file
-from grader.facts.tflite_file import TFLiteError, inspect_tflite
+from grader.formats.tflite_file import TFLiteError, inspect_tflite
 from grader.facts.kaggle import looks_like_kaggle, read_kaggle
 from grader.sandbox.notebook_sandbox import NotebookContext, execute_notebook
 from grader.facts.notebooks import matches_globs, read_notebook
@@ -67,7 +67,7 @@ MAX_RESULT_BYTES = 1024**2  # a worker's JSON answer for one model
 GATHER_FORMAT = "7"  # 2: class-interleaved public sample, screened preprocessing candidates; 3: notebooks executed;
 # 4: fingerprints for similarity, public-split mistakes, training histories; 5: .tflite, confidence score;
 # 6: the evaluation's device, backend, batch size and peak memory (ModelEvidence.run)
-# 7: one content-decided file kind (grader.facts.filetype); TFOpLambda / unknown classes count as code
+# 7: one content-decided file kind (grader.formats.filetype); TFOpLambda / unknown classes count as code
 
 
 @dataclass(frozen=True)

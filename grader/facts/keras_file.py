@@ -41,7 +41,7 @@ import numpy as np
 
 from grader.facts.applications import detect_bases, layer_token
 from grader.records.evidence import Architecture, LayerInfo
-from grader.facts.filetype import FileKindError, ModelKind, sniff
+from grader.formats.filetype import FileKindError, ModelKind, sniff
 
 __all__ = ["InspectError", "inspect_model_file", "read_layer_kernel"]
 
@@ -235,7 +235,7 @@ def _check_not_directory(path: Path) -> None:
 
 @contextmanager
 def _open_source(path: Path, kind: ModelKind | None = None) -> Iterator[_Source]:
-    """Open a model file as `kind` (grader.facts.filetype's decision; taken here when not given); errors
+    """Open a model file as `kind` (grader.formats.filetype's decision; taken here when not given); errors
     become InspectError naming the file."""
     _check_not_directory(path)
     if kind is None:
@@ -1030,7 +1030,7 @@ def _architecture(source: _Source, root: _Node) -> Architecture:
 def inspect_model_file(path: Path, kind: ModelKind | None = None) -> Architecture:
     """The architecture of a saved Keras model (`.h5` or `.keras`), read without running any code.
 
-    `kind`: grader.facts.filetype's decision for the file ("h5" or "keras"); taken here when not given.
+    `kind`: grader.formats.filetype's decision for the file ("h5" or "keras"); taken here when not given.
     Raises `InspectError` with a message for the student (naming the file) when the file is not a
     whole saved model or cannot be read.
     """

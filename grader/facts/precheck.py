@@ -9,7 +9,7 @@ choke on, are refused with a message naming the file:
   vocabulary is a file path rather than a list.
 Archive members that escape their folder are refused by grader.facts.keras_file and grader.inputs.discover.
 
-What the file is (HDF5, a `.keras` zip, TFLite) is not decided here: it is grader.facts.filetype's one
+What the file is (HDF5, a `.keras` zip, TFLite) is not decided here: it is grader.formats.filetype's one
 decision, passed in as `kind` (or taken from `sniff` when a caller has none), and a file that is two
 formats at once, or not the one its name says, is refused there.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 import h5py
 
-from grader.facts.filetype import FileKindError, ModelKind, sniff
+from grader.formats.filetype import FileKindError, ModelKind, sniff
 
 MAX_DATASET_BYTES = 4 * 1024**3  # one weight tensor; all of VGG16 is 0.5 GB
 MAX_OBJECTS = 500_000
@@ -37,7 +37,7 @@ LOOKUP_LAYERS = ("StringLookup", "IntegerLookup", "TextVectorization")
 
 def precheck(path: Path, label: str | None = None, kind: ModelKind | None = None) -> list[str]:
     """Problems that make `path` unsafe to open with a loader ([] when there are none). `kind` is
-    grader.facts.filetype's decision for the file; without it, that decision is taken here."""
+    grader.formats.filetype's decision for the file; without it, that decision is taken here."""
     name = label or path.name
     if kind is None:
         try:
@@ -47,7 +47,7 @@ def precheck(path: Path, label: str | None = None, kind: ModelKind | None = None
     problems: list[str] = []
     try:
         if kind == "tflite":
-            return []  # a FlatBuffer: read by grader.facts.tflite_file's bounds-checked reader, never by h5py or zipfile
+            return []  # a FlatBuffer: read by grader.formats.tflite_file's bounds-checked reader, never by h5py or zipfile
         if kind == "keras":
             with zipfile.ZipFile(path) as zf:
                 names = set(zf.namelist())

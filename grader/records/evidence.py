@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, ConfigDict, Field
 
 from grader.records.frozen import Frozen
-from grader.scoring.competition import SubmissionRecord
-from grader.facts.tflite_file import TFLiteInfo
+from grader.records.competition import SubmissionRecord
+from grader.records.tflite import TFLiteInfo
 
 # grader_fault: the grader or the machine failed (not the student): not graded, never cached, `grade` exits 1
 # Text that a submission's own process reports (a worker runs the student's code in its process): what
@@ -216,7 +216,7 @@ class ModelEvidence(Frozen):
     # The predicted class of every hidden-test image, in order: base64 of uint8 (grader.facts.fingerprints.encode_labels)
     predicted: str | None = None
     public_errors: tuple[PublicExample, ...] = ()  # a few misclassified PUBLIC images, with thumbnails
-    tflite: TFLiteInfo | None = None  # a .tflite model: what its FlatBuffer says (grader.facts.tflite_file)
+    tflite: TFLiteInfo | None = None  # a .tflite model: what its FlatBuffer says (grader.formats.tflite_file)
     run: EvaluationRun | None = None  # device, backend, batch size, time and peak memory of the evaluation
 
     @property

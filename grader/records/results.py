@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from grader.records.frozen import Frozen
-from grader.scoring import competition as _competition
+from grader.records.competition import ContestRow
 from grader.records.evidence import Evidence
 
 Outcome = Literal["pass", "partial", "fail", "error", "skipped"]
@@ -93,7 +93,6 @@ class SimilarityFlag(Frozen):
     detail: str  # what matched and how strongly, in a sentence for the teacher
 
 
-ContestRow = _competition.LeaderboardRow
 Metric = Literal["accuracy", "macro_f1", "confidence_sum", "confidence_mean"]
 
 

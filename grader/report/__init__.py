@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.atomic import write_fault
-from grader.judging.checks._registry import unknown_name_message
+from grader.judging.checks import unknown_name_message
 from grader.records.results import Results
 
 @dataclass(frozen=True)

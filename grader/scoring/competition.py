@@ -30,8 +30,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, model_validator
 
+from grader.records.competition import ContestRow, SubmissionRecord, UtcDatetime
 from grader.records.frozen import Frozen
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
     "CsvProblem",
     "Ledger",
     "LedgerState",
-    "LeaderboardRow",
+    "ContestRow",
     "MetricFunction",
     "Predictions",
     "Scores",
@@ -130,13 +131,6 @@ def _known_metric(name: str) -> str:
 # The registry is the constraint (like scikit-learn's StrOptions(set(get_scorer_names()))): a
 # Literal would list the names a second time, and a registered add-on metric could not be used.
 MetricName = Annotated[str, AfterValidator(_known_metric)]
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]  # naive datetimes are errors
 
 
 # --------------------------------------------------------------------------------------------------
@@ -622,27 +616,6 @@ def score(
 # --------------------------------------------------------------------------------------------------
 # The ledger
 
-SubmissionStatus = Literal["scored", "refused", "invalid"]
-
-
-class SubmissionRecord(Frozen):
-    """One submission as the ledger keeps it: one JSON line, written once."""
-
-    kind: Literal["submission"] = "submission"
-    student: str
-    submitted_at: UtcDatetime  # written as ISO 8601 in UTC
-    file_name: str
-    sha256: str
-    status: SubmissionStatus
-    reason: str = ""  # why refused, or the first problem of an invalid file
-    problems: tuple[str, ...] = ()  # every error (then warning) of an invalid file, one line each
-    warnings: tuple[str, ...] = ()  # warnings about a scored file
-    public_score: float | None = None
-    private_score: float | None = None
-    # Derived when the ledger is read, from the SelectionEvents after it; written as False.
-    selected: bool = False
-
-
 class SelectionEvent(Frozen):
     """A student (de)selects one of their scored submissions for the final leaderboard."""
 
@@ -925,17 +898,9 @@ def select_for_final(records: Iterable[SubmissionRecord], spec: CompetitionSpec)
     return out
 
 
-class LeaderboardRow(Frozen):
-    rank: int  # competition ranking: 1, 2, 2, 4
-    student: str
-    score: float
-    submissions: int  # scored submissions
-    last_submitted_at: UtcDatetime  # the student's last scored submission
-
-
 def leaderboard(
     records: Iterable[SubmissionRecord], spec: CompetitionSpec, which: Literal["public", "private"]
-) -> list[LeaderboardRow]:
+) -> list[ContestRow]:
     """Rank students by their best public score, or by the best private score of their final selection.
 
     Tied students share a rank (1, 2, 2, 4) and are listed by name. Students without a scored
@@ -955,9 +920,9 @@ def leaderboard(
             rows.append((best(present), student))
     sign = -1.0 if spec.higher_is_better else 1.0
     rows.sort(key=lambda t: (sign * t[0], t[1]))
-    out: list[LeaderboardRow] = []
+    out: list[ContestRow] = []
     for position, (value, student) in enumerate(rows, start=1):
         rank = out[-1].rank if out and out[-1].score == value else position
-        out.append(LeaderboardRow(rank=rank, student=student, score=value, submissions=len(groups[student]),
+        out.append(ContestRow(rank=rank, student=student, score=value, submissions=len(groups[student]),
                                   last_submitted_at=groups[student][-1].submitted_at))
     return out

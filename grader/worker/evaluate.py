@@ -11,7 +11,7 @@ are not sent here at all; see grader.facts.gather):
 - tf_keras (Keras 2.x) for files saved by Keras 2 that Keras 3 misreads, e.g. a Sequential with a
   nested VGG16 (Keras 3 fails with "'list' object has no attribute 'shape'").
 A file saved by Keras 2 is tried with tf_keras first, since that is the library that wrote it.
-Each loader reads the file as the format grader.facts.filetype decided from its content (`WorkerModel.format`):
+Each loader reads the file as the format grader.formats.filetype decided from its content (`WorkerModel.format`):
 its `.keras` (zip) reader or its HDF5 reader is called directly, never `load_model`'s choice by name.
 
 Device (docs/gpu.md): `run` caps the memory of the GPU it was given before anything touches it
@@ -48,7 +48,7 @@ class WorkerModel(Frozen):
     keras_version: str | None = None
     runs_code: bool = False  # the model has Lambda/custom layers: load it with a loader that runs them
     input_shape: tuple[int | None, ...] | None = None  # from the static inspection, when known
-    # what the file is, decided once from its content by grader.facts.filetype (the grader passes the decision it
+    # what the file is, decided once from its content by grader.formats.filetype (the grader passes the decision it
     # inspected by): "h5" or "keras" for the Keras loaders, "tflite" for the TFLite interpreter
     # (grader.worker.tflite_eval). None (a request built by hand: benches, tests): decided here by the same function.
     format: Literal["h5", "keras", "tflite"] | None = None
@@ -166,10 +166,10 @@ def _load(path: str, keras_version: str | None, runs_code: bool = False,
     """Load a model; returns (model, loader description, errors of the loaders that failed first).
     Student code runs only when `runs_code` is set, which the grader does only inside the sandbox:
     Keras 3 then loads with ``safe_mode=False``; tf_keras runs a Keras 2 file's Lambda bytecode
-    whatever the flag. `kind`: grader.facts.filetype's decision ("keras": a zip, "h5": HDF5, "tflite": the
+    whatever the flag. `kind`: grader.formats.filetype's decision ("keras": a zip, "h5": HDF5, "tflite": the
     TFLite interpreter, grader.worker.tflite_eval); taken here, by the same function, when not given."""
     if kind is None:
-        from grader.facts.filetype import sniff
+        from grader.formats.filetype import sniff
 
         kind = sniff(path)
     if kind == "tflite":
@@ -205,7 +205,7 @@ def _load(path: str, keras_version: str | None, runs_code: bool = False,
             import tf_keras
 
             custom = _notebook_names(tf_keras) if runs_code else None
-            if kind == "keras":  # tf_keras' zip reader (it wants the .keras name, which grader.facts.filetype ensured)
+            if kind == "keras":  # tf_keras' zip reader (it wants the .keras name, which grader.formats.filetype ensured)
                 from tf_keras.src.saving import saving_lib as tf_keras_saving
 
                 model = tf_keras_saving.load_model(path, custom_objects=custom, compile=False)

@@ -14,7 +14,7 @@ the preprocessing on public data: [0, 1], [0, 255], ...). This module handles th
   it is installed, else ``tf.lite.Interpreter``; if the first cannot run the model (e.g. LiteRT lacks
   the Flex delegate that TensorFlow ops need), the other is tried.
 
-The file is inspected statically first (`grader.facts.tflite_file`), so garbage is refused with a clear message
+The file is inspected statically first (`grader.formats.tflite_file`), so garbage is refused with a clear message
 before any native code parses it. No labels come here: scoring is done by the grader's process.
 """
 
@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from grader.facts.tflite_file import TFLiteError, inspect_tflite
+from grader.formats.tflite_file import TFLiteError, inspect_tflite
 
 Loader = Literal["auto", "litert", "tensorflow"]
 

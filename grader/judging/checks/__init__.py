@@ -10,6 +10,7 @@ from grader.judging.checks._registry import (
     check_names,
     get_check,
     register_check,
+    unknown_name_message,
 )
 from grader.judging.checks._select import ModelSelector, model_kind
 from grader.judging.checks import files as _files  # noqa: F401  (registers the built-in checks)
@@ -27,4 +28,5 @@ __all__ = [
     "get_check",
     "model_kind",
     "register_check",
+    "unknown_name_message",
 ]
