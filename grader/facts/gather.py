@@ -503,11 +503,6 @@ def grader_fault_line(exc: BaseException) -> str:
             "happens again, report it)")
 
 
-def gather(submission: Submission, inputs: PublicInputs, scorer: Scorer, options: GatherOptions, content_hash: str = "") -> Evidence:
-    """All evidence about one submission, scored. Never raises for a bad submission: failures are evidence."""
-    return score_gathered(gather_unscored(submission, inputs, options, content_hash), scorer)
-
-
 def gather_unscored(submission: Submission, inputs: PublicInputs, options: GatherOptions, content_hash: str = "") -> Gathered:
     """All evidence about one submission, without the hidden labels: evaluated models carry raw
     outputs, not metrics (`score_gathered` adds them). Never raises for a bad submission."""
