@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from grader.records.evidence import Evidence, ModelEvidence, NotebookEvidence
-from grader.facts.fingerprints import decode_labels, encode_labels
+from grader.records.evidence import decode_labels, encode_labels
 from grader.judging.similarity import find_similar
 
 COPIES = 3  # planted pairs of each kind

@@ -32,7 +32,8 @@ from grader.inputs.discover import Submission, content_hash, discover, list_file
 from grader.errors import GraderError
 from grader.records.evidence import CompetitionEvidence, Evidence
 from grader.sandbox.executors import LocalExecutor, RayExecutor, RaySession
-from grader.facts.gather import GATHER_FORMAT, GatherOptions, PublicInputs, Scorer, gather_unscored, score_gathered, with_fingerprints
+from grader.facts.gather import GATHER_FORMAT, GatherOptions, PublicInputs, gather_unscored, with_fingerprints
+from grader.scoring.scorer import Scorer, score_gathered
 from grader.judging.judge import expects_models, judge
 from grader.scoring.competition import MAX_BYTES as MAX_PREDICTION_BYTES
 from grader.scoring.competition import CompetitionError, Ledger, deselect, ids_problem, select, submit

@@ -32,8 +32,6 @@ SCORING_USERS = {"pipeline", "scoring"}
 
 # (importing module, imported module): imports that break a rule today, each a seam still to cut
 EXCEPTIONS = {
-    ("grader.facts.gather", "grader.scoring.metrics"),  # the Scorer lives in gather; it belongs in scoring
-    ("grader.facts.gather", "grader.scoring.confidence"),
     ("grader.inputs.rubric", "grader.scoring.competition"),  # a competition's spec validates its metric by the registry
     ("grader.judging.judge", "grader.scoring.competition"),  # the competition's boards are built while judging
     ("grader.sandbox.executors", "grader.settings"),  # the Ray node rebuilds its options from Settings

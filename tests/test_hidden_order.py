@@ -12,7 +12,7 @@ import pytest
 
 from grader.inputs import datasets
 from grader.scoring.competition import ids_naming_classes, ids_problem
-from grader.facts.fingerprints import decode_labels
+from grader.records.evidence import decode_labels
 from grader.pipeline import grade, prepare_inputs
 from grader.inputs.rubric import load_rubric, parse_rubric
 from grader.settings import Settings

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from grader.records.evidence import Evidence, ModelEvidence, NotebookEvidence
-from grader.facts.fingerprints import code_fingerprints, decode_labels, encode_labels, weights_fingerprint
+from grader.facts.fingerprints import code_fingerprints, weights_fingerprint
+from grader.records.evidence import decode_labels, encode_labels
 from grader.records.results import SimilarityFlag
 from grader.judging.similarity import SimilarityRules, find_similar, flags_for
 from tests._evidence import metrics

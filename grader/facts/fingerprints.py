@@ -8,8 +8,8 @@ Gathering side, static: nothing here imports keras, deserialises a layer or runs
   file's sha256) leaves it unchanged, while any changed value changes it. Optimizer state
   (`optimizer_weights` in legacy .h5, `optimizer` in Keras 3 weights) is left out: a copied model
   compiled or trained for zero steps again is still the same model.
-- `encode_labels` / `decode_labels`: the predicted class of every hidden-test image as base64 of
-  uint8 (what `ModelEvidence.predicted` holds).
+- The predicted class of every hidden-test image (`ModelEvidence.predicted`) is encoded by
+  `grader.records.evidence.encode_labels` / `decode_labels`, beside the field.
 - `code_fingerprints`: MOSS-style winnowing (Schleimer, Wilkerson, Aiken 2003) over the normalised
   tokens of a notebook's code cells, so renaming variables, changing comments, blank lines or
   spacing leaves the fingerprints unchanged.
@@ -17,8 +17,6 @@ Gathering side, static: nothing here imports keras, deserialises a layer or runs
 
 from __future__ import annotations
 
-import base64
-import binascii
 import builtins
 import hashlib
 import io
@@ -39,7 +37,7 @@ import numpy as np
 from grader.formats.filetype import FileKindError, ModelKind, sniff
 from grader.facts.keras_file import open_member_h5  # reads a stored `.keras` member in place (no copy)
 
-__all__ = ["code_fingerprints", "decode_labels", "encode_labels", "weights_fingerprint"]
+__all__ = ["code_fingerprints", "weights_fingerprint"]
 
 # ---------------------------------------------------------------------------------------------
 # Weights
@@ -175,29 +173,6 @@ def _tensor_hash(ds: h5py.Dataset) -> bytes:
 
 # ---------------------------------------------------------------------------------------------
 # Predicted labels
-
-
-def encode_labels(labels: np.ndarray) -> str:
-    """A 1-D array of class indices in [0, 255] as base64 of uint8 (for `ModelEvidence.predicted`)."""
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"labels must be a 1-D array of class indices; got shape {arr.shape}")
-    if arr.size and arr.dtype.kind not in "biu":
-        raise ValueError(f"labels must be integer class indices; got dtype {arr.dtype}")
-    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 255):
-        raise ValueError(f"labels must lie in [0, 255]; got values in [{arr.min()}, {arr.max()}]")
-    return base64.b64encode(arr.astype(np.uint8).tobytes()).decode("ascii")
-
-
-def decode_labels(text: str) -> np.ndarray:
-    """The uint8 array that `encode_labels` wrote; ValueError for anything that is not its output."""
-    if not isinstance(text, str):
-        raise ValueError(f"encoded labels must be text; got {type(text).__name__}")
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (UnicodeEncodeError, binascii.Error) as exc:
-        raise ValueError(f"encoded labels are not valid base64 ({exc})") from None
-    return np.frombuffer(raw, dtype=np.uint8).copy()
 
 
 # ---------------------------------------------------------------------------------------------

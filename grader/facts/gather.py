@@ -1,15 +1,12 @@
 """Gathering the evidence of one submission: files, static architecture, notebooks, Kaggle lists,
-and measured scores of every model that can be loaded without running student code.
+and the raw hidden-set outputs of every model that can be evaluated.
 
-The worker process (`grader.sandbox.isolation.run_worker`) sees `PublicInputs` only: hidden images without
-labels and a labelled sample of the PUBLIC train split. Hidden labels live in `Scorer`.
-
-Gathering is two steps, so that it can run away from the labels (a Ray worker node, grader.sandbox.executors):
-- `gather_unscored` needs no label: files, inspection, notebooks, the sandboxed evaluation; it returns
-  the evidence and every evaluated model's raw outputs (`Gathered`);
-- `score_gathered` runs where the `Scorer` is (the grader's own process, the Ray driver) and turns
-  the outputs into metrics.
-`gather` is both, one after the other.
+The worker process (`grader.sandbox.isolation.run_worker`) sees `PublicInputs` only: hidden images
+without labels, in a secret order, and a labelled sample of the PUBLIC train split. This module
+holds no label either: `gather_unscored` returns the evidence and every evaluated model's raw
+outputs (`grader.records.evidence.Gathered`), and `grader.scoring.scorer.score_gathered` turns them
+into metrics where the labels are (the grader's own process, the Ray driver), so that gathering can
+run away from them (a Ray worker node, grader.sandbox.executors).
 """
 
 from __future__ import annotations
@@ -23,14 +20,12 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from grader.scoring import metrics as _metrics
-from grader.scoring.confidence import confidence_score
 from grader._version import __version__
 from grader.worker.adapt import SCREEN_SIZE, Stats
 from grader.sandbox.devices import DeviceSlots
@@ -38,6 +33,7 @@ from grader.inputs.discover import SubmissionFile, Submission, extract_models, f
 from grader.worker.evaluate import MAX_PUBLIC_ERRORS, Limits, WorkerModel, WorkerModelResult, WorkerRequest
 from grader.errors import GraderFault
 from grader.records.evidence import (
+    Gathered,
     MAX_REPORTED_SECONDS,
     AppCall,
     Architecture,
@@ -50,7 +46,7 @@ from grader.records.evidence import (
     clean_text,
 )
 from grader.formats.filetype import FileKindError, sniff
-from grader.facts.fingerprints import code_fingerprints, encode_labels, weights_fingerprint
+from grader.facts.fingerprints import code_fingerprints, weights_fingerprint
 from grader.facts.keras_file import InspectError, inspect_model_file
 from grader.formats.tflite_file import TFLiteError, inspect_tflite
 from grader.facts.kaggle import looks_like_kaggle, read_kaggle
@@ -83,55 +79,6 @@ class PublicInputs:
     hidden_count: int
     public_count: int
     class_names: tuple[str, ...] = ()  # public: the data set's classes, in label order
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """The hidden labels. Stays in the grader's process; turns raw outputs into Metrics.
-
-    `labels` are in the data set's own order ("label order": IDX row order, an image folder's sorted
-    file names). Workers see the hidden images in a secret shuffled order instead (`order`, made
-    afresh for every run by `pipeline._write_inputs` and kept only here): row i of the images a worker
-    gets is image `order[i]`. `restore` undoes it, so everything after scoring (metrics, the
-    `predicted` fingerprint, cached evidence) is in label order and does not depend on the run."""
-
-    labels: np.ndarray = field(repr=False)
-    class_names: tuple[str, ...]
-    # what a prediction file calls each hidden image (grader.scoring.competition): its file name in an image
-    # folder, its row number (from 0) in an IDX split; empty: the row numbers
-    ids: tuple[str, ...] = ()
-    order: np.ndarray | None = field(default=None, repr=False)  # None: the workers' order is label order
-
-    def image_ids(self) -> tuple[str, ...]:
-        return self.ids or tuple(str(i) for i in range(len(self.labels)))
-
-    def restore(self, outputs: np.ndarray) -> np.ndarray:
-        """A worker's outputs (in the shuffled order it saw) put back in label order."""
-        if self.order is None:
-            return outputs
-        if outputs.ndim < 1 or len(outputs) != len(self.order):
-            raise _metrics.OutputError(f"the model returned outputs of shape {outputs.shape}; "
-                                       f"expected ({len(self.order)}, {len(self.class_names)})")
-        restored = np.empty_like(outputs)
-        restored[self.order] = outputs
-        return restored
-
-    def score(self, outputs: np.ndarray) -> tuple[_metrics.Metrics, str | None]:
-        """Metrics of outputs already in label order (`restore` them first)."""
-        note = _metrics.check_outputs(outputs, len(self.labels), len(self.class_names))
-        metrics = _metrics.score(outputs, self.labels, self.class_names)
-        contest = confidence_score(outputs, self.labels.astype(np.int64), aggregate="sum")
-        return metrics.model_copy(update={"confidence_sum": round(contest.score, 4),
-                                          "confidence_mean": round(contest.score / max(1, contest.n), 4)}), note
-
-
-@dataclass(frozen=True)
-class Gathered:
-    """A submission's evidence before scoring: evaluated models have status "evaluated" and no
-    metrics yet; `outputs` holds their raw hidden-set outputs, by model path (float32, n × classes)."""
-
-    evidence: Evidence
-    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 class WorkerPool(Protocol):
@@ -433,36 +380,6 @@ def _with_result(model: ModelEvidence, result: WorkerModelResult, out: Path,
     return model.model_copy(update={**update, "status": "evaluated", "loader": result.loader,
                                     "preprocessing": prep,
                                     "public_errors": _public_examples(result, inputs, len(inputs.class_names))}), outputs
-
-
-def _predicted(outputs: np.ndarray) -> str | None:
-    """The predicted class of every hidden image, in label order: one byte per image (a data set of
-    more than 256 classes is not compared by predictions)."""
-    if outputs.ndim != 2 or not 0 < outputs.shape[1] <= 256:
-        return None
-    return encode_labels(np.argmax(outputs, axis=1).astype(np.uint8))
-
-
-def score_gathered(gathered: Gathered, scorer: Scorer) -> Evidence:
-    """Metrics for every evaluated model, from its raw outputs and the hidden labels (the grader's
-    process only). A model whose outputs cannot be scored (wrong shape) gets that as its error."""
-    models = []
-    for model in gathered.evidence.models:
-        outputs = gathered.outputs.get(model.path)
-        if model.status != "evaluated" or model.metrics is not None:
-            models.append(model)
-        elif outputs is None:  # evaluated, but its outputs did not come back
-            models.append(model.model_copy(update={"status": "error", "error": "its outputs on the hidden set were lost"}))
-        else:
-            try:
-                restored = scorer.restore(outputs)  # label order again: nothing below depends on this run's shuffle
-                metrics, note = scorer.score(restored)
-            except ValueError as exc:
-                models.append(model.model_copy(update={"status": "error", "error": str(exc), "predicted": None}))
-                continue
-            models.append(model.model_copy(update={"metrics": metrics, "output_note": note,
-                                                   "predicted": _predicted(restored)}))
-    return gathered.evidence.model_copy(update={"models": tuple(models)})
 
 
 def _execute_notebooks(submission: Submission, files: list[SubmissionFile], static: list[NotebookEvidence],

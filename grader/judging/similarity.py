@@ -57,7 +57,7 @@ from pydantic import Field
 
 from grader.records.frozen import Frozen
 from grader.records.evidence import Evidence
-from grader.facts.fingerprints import decode_labels
+from grader.records.evidence import decode_labels
 from grader.records.results import SimilarityFlag, SimilarityKind
 
 __all__ = ["SimilarityRules", "find_similar", "flags_for"]

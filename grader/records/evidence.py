@@ -7,8 +7,13 @@ they cross process boundaries as JSON (never pickle) and can be cached on disk.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from dataclasses import dataclass, field
 from typing import Annotated, Literal
+
+import numpy as np
 
 from pydantic import AfterValidator, ConfigDict, Field
 
@@ -213,7 +218,7 @@ class ModelEvidence(Frozen):
     # student's page. `weights_fingerprint`: sha256 over the sorted per-tensor hashes of the stored
     # weights, so it does not change when layers are renamed or reordered (grader.facts.fingerprints).
     weights_fingerprint: str | None = None
-    # The predicted class of every hidden-test image, in order: base64 of uint8 (grader.facts.fingerprints.encode_labels)
+    # The predicted class of every hidden-test image, in order: base64 of uint8 (encode_labels, below)
     predicted: str | None = None
     public_errors: tuple[PublicExample, ...] = ()  # a few misclassified PUBLIC images, with thumbnails
     tflite: TFLiteInfo | None = None  # a .tflite model: what its FlatBuffer says (grader.formats.tflite_file)
@@ -394,3 +399,35 @@ class Evidence(Frozen):
     sandboxed: bool = False
     executor: str | None = None  # where it was gathered: "local", "ray (node 10.0.0.5)" (grader.sandbox.executors)
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """A submission's evidence before scoring: evaluated models have status "evaluated" and no
+    metrics yet; `outputs` holds their raw hidden-set outputs, by model path (float32, n × classes)."""
+
+    evidence: Evidence
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+def encode_labels(labels: np.ndarray) -> str:
+    """A 1-D array of class indices in [0, 255] as base64 of uint8 (for `ModelEvidence.predicted`)."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be a 1-D array of class indices; got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "biu":
+        raise ValueError(f"labels must be integer class indices; got dtype {arr.dtype}")
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 255):
+        raise ValueError(f"labels must lie in [0, 255]; got values in [{arr.min()}, {arr.max()}]")
+    return base64.b64encode(arr.astype(np.uint8).tobytes()).decode("ascii")
+
+
+def decode_labels(text: str) -> np.ndarray:
+    """The uint8 array that `encode_labels` wrote; ValueError for anything that is not its output."""
+    if not isinstance(text, str):
+        raise ValueError(f"encoded labels must be text; got {type(text).__name__}")
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error) as exc:
+        raise ValueError(f"encoded labels are not valid base64 ({exc})") from None
+    return np.frombuffer(raw, dtype=np.uint8).copy()

@@ -44,7 +44,8 @@ from grader.inputs.discover import Submission, list_files
 from grader.errors import GraderError
 from grader.worker.evaluate import Limits, WorkerRequest
 from grader.records.evidence import Evidence
-from grader.facts.gather import Gathered, GatherOptions, PublicInputs, gather_unscored
+from grader.facts.gather import GatherOptions, PublicInputs, gather_unscored
+from grader.records.evidence import Gathered
 from grader.inputs.rubric import NotebookPolicy
 from grader.sandbox.isolation import Isolation, WorkerOutcome, bwrap_problem, run_worker
 from grader.settings import Settings
