@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.sandbox import cgroups
-from grader.worker.channel import ChannelError, read_frames, send_file, send_json
+from grader.worker.channel import ChannelError, read_frames, send_file, send_json, space_filled
 from grader.sandbox.devices import DeviceSlots, Gpu
 from grader.worker.evaluate import Limits, WorkerRequest
 from grader.sandbox.isolation import (
@@ -60,7 +60,6 @@ _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, _PR_SET_DUMPABLE = 
 _LOG_TAIL = 4000
 _MAX_ANSWER_FILES = 64
 _MAX_ANSWER_BYTES = 512 * 1024**2
-_FULL_MARGIN = 1024**2  # a writable place with less than this left counts as filled
 
 
 # ------------------------------------------------------------------------------------------------
@@ -98,14 +97,6 @@ def _child(request_path: str, program: bytes | None, folder: Path) -> int:
         _install_seccomp(program)
     evaluate.run(request)
     return 0
-
-
-def _filled(folder: str) -> bool:
-    try:
-        info = os.statvfs(folder)
-    except OSError:
-        return False
-    return info.f_bavail * info.f_frsize < _FULL_MARGIN
 
 
 def _empty(folder: Path) -> bool:
@@ -166,7 +157,7 @@ def serve(preload: bool = True) -> None:
         reaped, status = os.waitpid(pid, 0)
         files = sorted(p for p in (folder / "out").iterdir() if p.is_file() and not p.is_symlink())[:_MAX_ANSWER_FILES]
         send_json(out, {"nonce": nonce, "pid": pid, "reaped": reaped, "status": status, "log_tail": log_tail(folder / "worker.log"),
-                        "full": _filled("/work") or _filled("/dev/shm")})
+                        "full": space_filled(("/work", "/dev/shm"))})
         for path in files:
             send_file(out, path.name, path)
         clean = _empty(Path("/work"))

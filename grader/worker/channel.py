@@ -116,3 +116,19 @@ def read_frames(stream: BinaryIO, files_dir: Path, *, max_file_bytes: int, max_t
             yield Frame("file", name=name, path=target, size=size)
         else:
             raise ChannelError(f"an unknown frame kind {kind!r}")
+
+
+FULL_MARGIN = 1024**2  # a writable place with less than this left counts as filled
+
+
+def space_filled(folders: tuple[str, ...]) -> bool:
+    """Whether any of a sandbox's writable places (size-capped tmpfs mounts) is full: the answer then
+    says so, and the student is told they wrote more than the limit."""
+    for folder in folders:
+        try:
+            info = os.statvfs(folder)
+        except OSError:
+            continue
+        if info.f_bavail * info.f_frsize < FULL_MARGIN:
+            return True
+    return False

@@ -346,7 +346,6 @@ def run(request: NotebookRequest, emit: Callable[[dict[str, Any]], None]) -> Run
 MAX_COPY_BYTES = 2 * 1024**3  # of a submission's folder copied for its notebook; larger files are left out
 MAX_ARTIFACTS = 10
 MODEL_SUFFIXES = (".h5", ".hdf5", ".keras", ".tflite")  # as grader.inputs.discover's (not imported: the runner stays small)
-_FULL_MARGIN = 1024**2
 
 
 def copy_tree(src: Path, dest: Path, budget: int = MAX_COPY_BYTES) -> list[str]:
@@ -383,17 +382,6 @@ def model_snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-def _filled(folders: tuple[str, ...]) -> bool:
-    for folder in folders:
-        try:
-            info = os.statvfs(folder)
-        except OSError:
-            continue
-        if info.f_bavail * info.f_frsize < _FULL_MARGIN:
-            return True
-    return False
-
-
 def _guard_runner() -> None:
     """Make this process unreachable for the notebook's processes (same uid, no capabilities): not
     dumpable (no /proc/1/fd, /proc/1/mem), and, being PID 1, deaf to every signal it does not handle;
@@ -407,7 +395,7 @@ def _guard_runner() -> None:
 
 
 def main(argv: list[str]) -> int:
-    from grader.worker.channel import send_file, send_json
+    from grader.worker.channel import send_file, send_json, space_filled
     from grader.worker.evaluate import _exit_with_parent, apply_limits
 
     channel = int(argv[argv.index("--channel") + 1])
@@ -442,7 +430,7 @@ def main(argv: list[str]) -> int:
             os.kill(-1, signal.SIGKILL)
         except OSError:
             pass
-    if _filled(request.writable):
+    if space_filled(request.writable):
         limit = request.limits.disk_bytes
         result = result.model_copy(update={
             "status": "error" if result.status == "completed" else result.status, "disk_full": True,
